@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test Bramble has: formatting and lints, unit, table and fuzz tests, end-to-end
+# tests of the real binaries, and the static board binaries on emulated ARM CPUs.
+# Needs scripts/setup.sh to have run once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+step() { printf '\n== %s\n' "$*"; }
+
+step "format"
+cargo fmt --all --check
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "build (the end-to-end tests run these binaries)"
+cargo build --workspace --locked
+step "tests"
+cargo test --workspace --locked
+step "static board binaries under qemu"
+bash cross/check-board-binaries.sh
+step "all passed"
