@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-  echo "scripts/setup.sh installs Debian packages: run it as root (sudo bash scripts/setup.sh)" >&2
+  echo "scripts/setup.sh installs Debian packages: run it as root" >&2
   exit 1
 fi
 
