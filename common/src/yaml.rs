@@ -148,6 +148,7 @@ impl Builder {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Open::Seq(items, line, anchor)) => (Node { value: Value::Seq(items), line }, anchor),
                     Some(Open::Map(entries, _, line, anchor)) => {
+                        let entries = expand_merge_keys(entries).map_err(|m| self.error(mark, m))?;
                         (Node { value: Value::Map(entries), line }, anchor)
                     }
                     None => return Err(self.error(mark, "unbalanced end of collection".to_owned())),
@@ -219,6 +220,37 @@ impl Builder {
         Ok(())
     }
 }
+
+/// YAML merge keys, as kubectl reads them: `<<: *defaults` (or a list of such) adds the
+/// entries of those mappings that the mapping does not set itself; earlier ones win.
+fn expand_merge_keys(entries: Vec<(String, Node)>) -> Result<Vec<(String, Node)>, String> {
+    if !entries.iter().any(|(k, _)| k == MERGE_KEY) {
+        return Ok(entries);
+    }
+    let (merges, mut own): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k == MERGE_KEY);
+    for (_, merge) in merges {
+        let sources = match merge.value {
+            Value::Map(entries) => vec![entries],
+            Value::Seq(items) => items
+                .into_iter()
+                .map(|item| match item.value {
+                    Value::Map(entries) => Ok(entries),
+                    _ => Err(()),
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|()| "a merge key (<<) takes a mapping or a list of mappings".to_owned())?,
+            _ => return Err("a merge key (<<) takes a mapping or a list of mappings".to_owned()),
+        };
+        for (key, value) in sources.into_iter().flatten() {
+            if !own.iter().any(|(k, _)| *k == key) {
+                own.push((key, value));
+            }
+        }
+    }
+    Ok(own)
+}
+
+const MERGE_KEY: &str = "<<";
 
 fn key_text(value: &Value) -> Option<String> {
     match value {
@@ -332,6 +364,24 @@ mod tests {
     fn duplicate_keys_are_refused() {
         let err = parse_documents("a: 1\na: 2\n").expect_err("dup");
         assert!(err.message.contains("duplicate key \"a\""), "{err}");
+    }
+
+    #[test]
+    fn merge_keys_fill_in_what_the_mapping_does_not_set() {
+        let text = "base: &base {image: busybox, cpu: 1}\nextra: &extra {tty: true}\nc:\n  <<: [*base, *extra]\n  cpu: 2\n";
+        let Value::Map(entries) = one(text) else { panic!("not a map") };
+        let Value::Map(c) = &entries[2].1.value else { panic!("not a map") };
+        let got: Vec<(&str, &Value)> = c.iter().map(|(k, v)| (k.as_str(), &v.value)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("cpu", &Value::Int(2)),
+                ("image", &Value::String("busybox".into())),
+                ("tty", &Value::Bool(true)),
+            ]
+        );
+        let err = parse_documents("a:\n  <<: 5\n").expect_err("not a mapping");
+        assert!(err.message.contains("merge key"), "{err}");
     }
 
     #[test]

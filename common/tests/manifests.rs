@@ -360,3 +360,30 @@ fn unsupported_volume_kinds_warn_and_say_what_follows() {
         "p.yaml: document 1: pod \"p\": spec.volumes[0].configMap: configMap volumes are not supported by bramble, ignored; a pod that mounts this volume cannot start (line 11)"
     );
 }
+
+#[test]
+fn anchors_and_merge_keys_work_as_with_kubectl() {
+    let text = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  containers:
+  - &app
+    name: app
+    image: busybox
+    resources:
+      limits: &small {cpu: 100m, memory: 32Mi}
+  - <<: *app
+    name: sidecar
+    resources:
+      limits: *small
+";
+    let m = parse_manifests("p.yaml", text);
+    assert!(m.is_ok(), "{:?}", errors(&m));
+    let Object::Pod(pod) = &m.objects[0].object else { panic!("not a pod") };
+    let sidecar = &pod.spec.containers[1];
+    assert_eq!((sidecar.name.as_str(), sidecar.image.as_str()), ("sidecar", "busybox"));
+    assert_eq!(sidecar.resources.limits.memory.as_ref().map(|q| q.as_str()), Some("32Mi"));
+}
