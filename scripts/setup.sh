@@ -15,7 +15,14 @@ CARGO_ZIGBUILD_VERSION=0.24.1
 step() { printf '\n== %s\n' "$*"; }
 
 step "Debian packages"
-packages=(ca-certificates curl gcc libc6-dev file git python3 python3-venv qemu-user-static busybox-static)
+# Test images are built from busybox-static for amd64 and arm64, by umoci; skopeo writes them
+# out as `docker save` archives.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  dpkg --add-architecture arm64
+  apt-get update -qq
+fi
+packages=(ca-certificates curl gcc libc6-dev file git python3 python3-venv qemu-user-static busybox-static
+  umoci skopeo jq)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

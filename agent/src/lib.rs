@@ -1,7 +1,10 @@
 //! `bramble-agent`, the one binary on each board. It will run the board's pods as OCI
 //! containers (the agent issue); today it checks manifests with the same rules as the
-//! coordinator, so a board can vet what it is given.
+//! coordinator and keeps the board's image store.
 
+mod fsutil;
+pub mod image;
+mod image_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -24,11 +27,23 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Manage the board's images: import, ls, rm.
+    Image {
+        /// Where the agent keeps its state.
+        #[arg(long, default_value = DEFAULT_STATE_DIR, global = true)]
+        state_dir: PathBuf,
+        #[command(subcommand)]
+        command: image_cmd::ImageCommand,
+    },
 }
+
+/// The agent's state directory unless told otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/bramble";
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate::run(&files),
+        Command::Image { state_dir, command } => image_cmd::run(&state_dir, command),
     }
 }

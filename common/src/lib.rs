@@ -5,8 +5,10 @@
 //! agent, the coordinator and the CLI agree on meaning by sharing this crate.
 
 pub mod decode;
+pub mod image_ref;
 pub mod manifest;
 pub mod objects;
+pub mod platform;
 pub mod quantity;
 pub mod validate;
 pub mod wire;

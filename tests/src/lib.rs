@@ -33,3 +33,49 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Fails the test with what to do when not running as root (containers, mounts, device nodes).
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (real containers, mounts and device nodes): run it as root, as CI does"
+    );
+}
+
+/// Fails the test naming the package to install when a tool it needs is missing.
+pub fn require_tool(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(found, "{tool} is missing: run scripts/setup.sh as root");
+}
+
+/// A multi-arch (amd64 + arm64) busybox OCI layout built by umoci from Debian's busybox-static,
+/// made once per run under `target/test-fixtures`.
+pub fn busybox_layout() -> PathBuf {
+    static LAYOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LAYOUT
+        .get_or_init(|| {
+            require_tool("umoci");
+            let dir = workspace_root().join("target/test-fixtures");
+            std::fs::create_dir_all(&dir).expect("fixture dir");
+            let script = workspace_root().join("scripts/build-busybox-image.sh");
+            // Cached under a name that changes with the script, published by one rename.
+            let content = std::fs::read(&script).expect("the image script");
+            let key = content
+                .iter()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+            let layout = dir.join(format!("busybox-oci-{key:016x}"));
+            if !layout.join("index.json").is_file() {
+                let staging = dir.join(format!("building-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&staging);
+                let output = run(Command::new("bash").arg(&script).arg(&staging));
+                assert!(output.status.success(), "building the busybox image failed: {:?}", text(&output));
+                if std::fs::rename(&staging, &layout).is_err() {
+                    let _ = std::fs::remove_dir_all(&staging); // another run published it first
+                }
+            }
+            layout
+        })
+        .clone()
+}
