@@ -15,8 +15,33 @@ target=${1:?usage: cross/build-agent.sh TARGET [cargo args…]}
 shift
 cd "$(dirname "$0")/.."
 
+# libcontainer 0.7.0 does not compile for 32-bit ARM: a 64-bit constant meets a 32-bit field
+# (`FsType(DEVPTS_SUPER_MAGIC)`, twice in src/tty.rs). Until upstream casts it, 32-bit builds
+# use a copy of the registry source with cross/patches/libcontainer-0.7.0-arm32.patch applied.
+# Cargo rewrites Cargo.lock for a path patch, so the committed lock file is put back after.
+patch_args=()
+case "$target" in
+  arm*)
+    cargo fetch --locked >&2
+    registry_src=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/src" -maxdepth 2 -type d -name libcontainer-0.7.0 | head -n 1)
+    [ -n "$registry_src" ] || { echo "libcontainer-0.7.0 source not found after cargo fetch" >&2; exit 1; }
+    patch_file=cross/patches/libcontainer-0.7.0-arm32.patch
+    patched="target/patched-crates/libcontainer-0.7.0-$(sha256sum "$patch_file" | cut -c1-12)"
+    if [ ! -f "$patched/.patched" ]; then
+      rm -rf "$patched"
+      mkdir -p "$(dirname "$patched")"
+      cp -r "$registry_src" "$patched"
+      patch -s -p1 -d "$patched" <"$patch_file"
+      touch "$patched/.patched"
+    fi
+    cp Cargo.lock target/patched-crates/Cargo.lock.committed
+    trap 'cp target/patched-crates/Cargo.lock.committed Cargo.lock' EXIT
+    patch_args=(--config "patch.crates-io.libcontainer.path=\"$patched\"")
+    ;;
+esac
+
 if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  cargo build --release --target "$target" -p bramble-agent "$@" >&2
+  cargo build --release --target "$target" -p bramble-agent "${patch_args[@]}" "$@" >&2
 else
   flags_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
   # zig links its own musl; rust's self-contained crt objects would clash. zig also warns
@@ -28,6 +53,6 @@ else
     export CARGO_ZIGBUILD_PYTHON_PATH="$venv_python"
   fi
   cargo "+$(cat cross/build-std-toolchain)" zigbuild -Zbuild-std=std,panic_abort --release --target "$target" \
-    -p bramble-agent "$@" >&2
+    -p bramble-agent "${patch_args[@]}" "$@" >&2
 fi
 echo "target/$target/release/bramble-agent"
