@@ -6,6 +6,7 @@ mod debug_cmd;
 mod fsutil;
 pub mod image;
 mod image_cmd;
+pub mod reconcile;
 pub mod runtime;
 mod validate;
 
