@@ -3,6 +3,7 @@
 //! coordinator and keeps the board's image store.
 
 mod debug_cmd;
+pub mod desired;
 mod fsutil;
 pub mod image;
 mod image_cmd;

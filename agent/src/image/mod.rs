@@ -23,7 +23,7 @@ use bramble_common::platform::Platform;
 use serde::{Deserialize, Serialize};
 
 pub use error::ImageError;
-use layer::hex;
+pub use layer::hex;
 
 use crate::fsutil::write_atomic;
 

@@ -19,7 +19,7 @@ pub use config_map::ConfigMap;
 pub use deployment::{
     Deployment, DeploymentSpec, DeploymentStrategy, LabelSelector, RollingUpdate, StrategyType,
 };
-pub use meta::{IntOrString, ObjectMeta, TemplateMeta};
+pub use meta::{DEFAULT_NAMESPACE, IntOrString, ObjectMeta, TemplateMeta};
 pub use namespace::Namespace;
 pub use pod::{
     Container, ContainerPort, EnvVar, HttpGetAction, HttpHeader, Pod, PodSpec, PodTemplateSpec, Probe,
