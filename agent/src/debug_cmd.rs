@@ -55,20 +55,9 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no image {image} in the store"))?;
     let layers: Vec<_> = record.layers.iter().filter_map(|l| store.layer_dir(l)).collect();
-    let container = Container {
-        name: id.clone(),
-        image,
-        command,
-        args: vec![],
-        working_dir: None,
-        env: vec![],
-        ports: vec![],
-        resources: ResourceRequirements { requests: ResourceList::default(), limits },
-        liveness_probe: None,
-        readiness_probe: None,
-        startup_probe: None,
-        volume_mounts: vec![],
-    };
+    let mut container = Container::new(&id, &image);
+    container.command = command;
+    container.resources = ResourceRequirements { requests: ResourceList::default(), limits };
     let cgroup_path = format!("bramble/debug/{id}");
     let config = spec::build(&spec::SpecInput {
         container: &container,

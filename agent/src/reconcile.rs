@@ -159,27 +159,11 @@ pub fn plan(desired: &[DesiredPod], observed: &[ObservedPod], now_ms: u64) -> Pl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bramble_common::objects::{Container, ResourceRequirements};
+    use bramble_common::objects::Container;
 
     fn spec(policy: RestartPolicy, containers: &[&str]) -> PodSpec {
         PodSpec {
-            containers: containers
-                .iter()
-                .map(|name| Container {
-                    name: (*name).to_owned(),
-                    image: "busybox".into(),
-                    command: vec![],
-                    args: vec![],
-                    working_dir: None,
-                    env: vec![],
-                    ports: vec![],
-                    resources: ResourceRequirements::default(),
-                    liveness_probe: None,
-                    readiness_probe: None,
-                    startup_probe: None,
-                    volume_mounts: vec![],
-                })
-                .collect(),
+            containers: containers.iter().map(|name| Container::new(name, "busybox")).collect(),
             volumes: vec![],
             restart_policy: policy,
             node_selector: Default::default(),

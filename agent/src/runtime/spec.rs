@@ -166,20 +166,10 @@ mod tests {
     use bramble_common::quantity::Quantity;
 
     fn container(command: &[&str], args: &[&str]) -> Container {
-        Container {
-            name: "c".into(),
-            image: "busybox".into(),
-            command: command.iter().map(|s| (*s).to_owned()).collect(),
-            args: args.iter().map(|s| (*s).to_owned()).collect(),
-            working_dir: None,
-            env: vec![],
-            ports: vec![],
-            resources: ResourceRequirements::default(),
-            liveness_probe: None,
-            readiness_probe: None,
-            startup_probe: None,
-            volume_mounts: vec![],
-        }
+        let mut c = Container::new("c", "busybox");
+        c.command = command.iter().map(|s| (*s).to_owned()).collect();
+        c.args = args.iter().map(|s| (*s).to_owned()).collect();
+        c
     }
 
     fn image(entrypoint: &[&str], cmd: &[&str]) -> RunConfig {

@@ -210,6 +210,24 @@ const CONTAINER_IGNORED: &[&str] = &[
 ];
 
 impl Container {
+    /// A container running `image` with nothing else set, as Kubernetes defaults it.
+    pub fn new(name: &str, image: &str) -> Container {
+        Container {
+            name: name.to_owned(),
+            image: image.to_owned(),
+            command: Vec::new(),
+            args: Vec::new(),
+            working_dir: None,
+            env: Vec::new(),
+            ports: Vec::new(),
+            resources: ResourceRequirements::default(),
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
+            volume_mounts: Vec::new(),
+        }
+    }
+
     fn decode(mut f: Fields<'_>, problems: &mut Problems) -> Option<Container> {
         let name = f.required_string("name", problems);
         let image = f.required_string("image", problems);
