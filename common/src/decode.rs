@@ -181,22 +181,38 @@ impl<'n> Fields<'n> {
         self.take(key).and_then(|n| as_string(n, &path, problems))
     }
 
-    /// A string that must be present and non-empty.
-    pub fn required_string(&mut self, key: &str, problems: &mut Problems) -> Option<String> {
-        let value = self.string(key, problems);
-        match value {
-            Some(s) if !s.is_empty() => Some(s),
-            Some(_) => {
-                problems.error(&self.path(key), "must not be empty");
-                None
-            }
-            None => {
-                if !problems.errors.iter().any(|e| e.path == self.path(key)) {
-                    problems.error(&self.path(key), "required field is missing");
-                }
-                None
-            }
+    /// A field that must be set: its node, or the error "required field is missing" when it is
+    /// absent or null (`key: null` is unset, as in Kubernetes). Every required field is read
+    /// through here, so none can go missing without an error.
+    pub fn require(&mut self, key: &str, problems: &mut Problems) -> Option<&'n Node> {
+        let node = self.take(key);
+        if node.is_none() {
+            problems.error(&self.path(key), "required field is missing");
         }
+        node
+    }
+
+    /// A required nested mapping.
+    pub fn require_map(&mut self, key: &str, problems: &mut Problems) -> Option<Fields<'n>> {
+        let path = self.path(key);
+        self.require(key, problems).and_then(|n| Fields::of(n, &path, problems))
+    }
+
+    /// A required whole number that fits `T`.
+    pub fn require_int<T: TryFrom<i64>>(&mut self, key: &str, problems: &mut Problems) -> Option<T> {
+        let path = self.path(key);
+        self.require(key, problems).and_then(|n| as_int(n, &path, problems))
+    }
+
+    /// A string that must be set and non-empty.
+    pub fn required_string(&mut self, key: &str, problems: &mut Problems) -> Option<String> {
+        let path = self.path(key);
+        let value = self.require(key, problems).and_then(|n| as_string(n, &path, problems))?;
+        if value.is_empty() {
+            problems.error(&path, "must not be empty");
+            return None;
+        }
+        Some(value)
     }
 
     pub fn bool(&mut self, key: &str, problems: &mut Problems) -> Option<bool> {
@@ -271,7 +287,13 @@ impl<'n> Fields<'n> {
             .into_iter()
             .filter_map(|(i, node)| {
                 let fields = Fields::of(node, &path.index(i), problems)?;
-                decode(fields, problems)
+                let errors_before = problems.errors.len();
+                let item = decode(fields, problems);
+                if item.is_none() && problems.errors.len() == errors_before {
+                    // A decoder that gives nothing must say why: an item never just disappears.
+                    problems.error(&path.index(i), "could not be read");
+                }
+                item
             })
             .collect()
     }

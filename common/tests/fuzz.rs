@@ -5,6 +5,7 @@
 //! workspace issue record a run of a million).
 
 use bramble_common::validate::validate;
+use bramble_common::yaml::parse_documents;
 use bramble_common::{Manifests, Object, parse_manifest_bytes, parse_manifests};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -25,9 +26,17 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// What must hold for any input: every error names the file, and every accepted object is
-/// valid and survives a JSON round trip.
-fn check(source: &str, m: &Manifests) -> Result<(), TestCaseError> {
+/// What must hold for any input: every error names the file, every non-empty document gives
+/// an object or an error (none vanishes), and every accepted object is valid and survives a
+/// JSON round trip.
+fn check(source: &str, text: &str, m: &Manifests) -> Result<(), TestCaseError> {
+    if let Ok(documents) = parse_documents(text) {
+        for document in documents.iter().filter(|d| d.root.is_some()) {
+            let seen = m.objects.iter().any(|o| o.document == document.index)
+                || m.errors.iter().any(|e| e.document == document.index || e.document == 0);
+            prop_assert!(seen, "document {} gave neither an object nor an error", document.index);
+        }
+    }
     for error in &m.errors {
         prop_assert!(error.to_string().starts_with(&format!("{source}: ")), "{error}");
     }
@@ -238,13 +247,13 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let m = parse_manifest_bytes("fuzz.yaml", &bytes);
-        check("fuzz.yaml", &m)?;
+        check("fuzz.yaml", &String::from_utf8_lossy(&bytes), &m)?;
     }
 
     #[test]
     fn yaml_shaped_text_never_panics(text in "[a-z0-9 :\\-\\[\\]{},&*!|>'\"#%@\n\t.]{0,600}") {
         let m = parse_manifests("fuzz.yaml", &text);
-        check("fuzz.yaml", &m)?;
+        check("fuzz.yaml", &text, &m)?;
     }
 
     #[test]
@@ -254,13 +263,13 @@ proptest! {
             text = apply(&text, e);
         }
         let m = parse_manifests("fuzz.yaml", &text);
-        check("fuzz.yaml", &m)?;
+        check("fuzz.yaml", &text, &m)?;
     }
 
     #[test]
     fn random_object_trees_never_panic(value in object_tree()) {
         let json = value.to_string();
         let m = parse_manifests("fuzz.json", &json);
-        check("fuzz.json", &m)?;
+        check("fuzz.json", &json, &m)?;
     }
 }

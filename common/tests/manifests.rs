@@ -387,3 +387,49 @@ spec:
     assert_eq!((sidecar.name.as_str(), sidecar.image.as_str()), ("sidecar", "busybox"));
     assert_eq!(sidecar.resources.limits.memory.as_ref().map(|q| q.as_str()), Some("32Mi"));
 }
+
+#[test]
+fn a_required_field_set_to_null_is_missing_not_silently_dropped() {
+    // `key: null` is unset, as in Kubernetes; the document must say so, never vanish.
+    let prefix = "web.yaml: document 2: deployment \"web\": ";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  selector:\n    matchLabels:\n      app: web\n",
+            "  selector: null\n",
+            "spec.selector: required field is missing (line 13)",
+        ),
+        (
+            "          containerPort: 8080\n",
+            "          containerPort: null\n",
+            "spec.template.spec.containers[0].ports[0].containerPort: required field is missing (line 26)",
+        ),
+        (
+            "        image: busybox:1.36\n",
+            "        image: null\n",
+            "spec.template.spec.containers[0].image: required field is missing (line 23)",
+        ),
+        (
+            "      containers:\n",
+            "      containers: null\n      unused:\n",
+            "spec.template.spec.containers: required field is missing (line 21)",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(WEB.contains(from), "the base has no {from:?}");
+        let text = WEB.replacen(from, to, 1);
+        let m = parse_manifests("web.yaml", &text);
+        let got = errors(&m);
+        assert!(got.contains(&format!("{prefix}{want}")), "{to:?}: {got:#?}");
+        assert_eq!(m.objects.len(), 1, "{to:?}: only document 1 is read");
+    }
+    let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: null\n";
+    assert_eq!(
+        errors(&parse_manifests("s.yaml", service)),
+        ["s.yaml: document 1: service \"s\": spec.ports[0].port: required field is missing (line 7)"]
+    );
+    let no_meta = "apiVersion: v1\nkind: Namespace\nmetadata: null\n";
+    assert_eq!(
+        errors(&parse_manifests("n.yaml", no_meta)),
+        ["n.yaml: document 1: namespace: metadata: required field is missing (line 3)"]
+    );
+}

@@ -88,34 +88,18 @@ impl Deployment {
 impl DeploymentSpec {
     fn decode(mut f: Fields<'_>, problems: &mut Problems) -> Option<DeploymentSpec> {
         let replicas = f.int("replicas", problems).unwrap_or(1);
-        let selector = match f.map("selector", problems) {
-            Some(mut s) => {
-                let match_labels = s.string_map("matchLabels", problems);
-                s.ignore(&["matchExpressions"], problems);
-                s.finish(problems);
-                Some(LabelSelector { match_labels })
-            }
-            None => {
-                if !f.is_present("selector") {
-                    problems.error(&f.path("selector"), "required field is missing");
-                }
-                None
-            }
-        };
-        let template = match f.map("template", problems) {
-            Some(mut t) => {
-                let metadata = t.map("metadata", problems).map(|m| TemplateMeta::decode(m, problems));
-                let spec = required_spec(&mut t, problems, PodSpec::decode);
-                t.finish(problems);
-                spec.map(|spec| PodTemplateSpec { metadata: metadata.unwrap_or_default(), spec })
-            }
-            None => {
-                if !f.is_present("template") {
-                    problems.error(&f.path("template"), "required field is missing");
-                }
-                None
-            }
-        };
+        let selector = f.require_map("selector", problems).map(|mut s| {
+            let match_labels = s.string_map("matchLabels", problems);
+            s.ignore(&["matchExpressions"], problems);
+            s.finish(problems);
+            LabelSelector { match_labels }
+        });
+        let template = f.require_map("template", problems).and_then(|mut t| {
+            let metadata = t.map("metadata", problems).map(|m| TemplateMeta::decode(m, problems));
+            let spec = required_spec(&mut t, problems, PodSpec::decode);
+            t.finish(problems);
+            spec.map(|spec| PodTemplateSpec { metadata: metadata.unwrap_or_default(), spec })
+        });
         let strategy = match f.map("strategy", problems) {
             Some(s) => decode_strategy(s, problems),
             None => DeploymentStrategy {

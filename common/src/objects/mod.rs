@@ -165,10 +165,8 @@ pub enum TypeOf {
 /// Reads the `apiVersion` and `kind` of an object, recording an error if they are not a pair
 /// Bramble supports.
 pub fn read_type(fields: &mut Fields<'_>, problems: &mut Problems) -> TypeOf {
-    let api_version = fields.string("apiVersion", problems);
-    let kind_name = fields.string("kind", problems);
-    let Some(kind_name) = kind_name else {
-        problems.error(&fields.path("kind"), "required field is missing");
+    let api_version = fields.required_string("apiVersion", problems);
+    let Some(kind_name) = fields.required_string("kind", problems) else {
         return TypeOf::Invalid;
     };
     if kind_name == "List" {
@@ -187,21 +185,15 @@ pub fn read_type(fields: &mut Fields<'_>, problems: &mut Problems) -> TypeOf {
             problems.error(&fields.path("apiVersion"), message);
             TypeOf::Invalid
         }
-        None => {
-            problems.error(&fields.path("apiVersion"), "required field is missing");
-            TypeOf::Invalid
-        }
+        None => TypeOf::Invalid,
     }
 }
 
 /// Decodes one object of a known kind from its mapping (with `apiVersion` and `kind` read).
 pub fn decode_object(mut fields: Fields<'_>, kind: Kind, problems: &mut Problems) -> Decoded {
     let errors_before = problems.errors.len();
-    let metadata = fields.map("metadata", problems).and_then(|m| ObjectMeta::decode(m, problems));
+    let metadata = fields.require_map("metadata", problems).and_then(|m| ObjectMeta::decode(m, problems));
     let name = metadata.as_ref().map(|m| m.name.clone());
-    if metadata.is_none() && !problems.errors.iter().any(|e| e.path == fields.path("metadata")) {
-        problems.error(&fields.path("metadata"), "required field is missing");
-    }
     fields.ignore(&["status"], problems);
     let object = match kind {
         Kind::Deployment => Deployment::decode(&mut fields, metadata, problems).map(Object::Deployment),
@@ -211,6 +203,10 @@ pub fn decode_object(mut fields: Fields<'_>, kind: Kind, problems: &mut Problems
         Kind::ConfigMap => ConfigMap::decode(&mut fields, metadata, problems).map(Object::ConfigMap),
     };
     fields.finish(problems);
+    if object.is_none() && problems.errors.len() == errors_before {
+        // Never drop a document without saying why.
+        problems.error(&Path::root(), "could not be read");
+    }
     let object = if problems.errors.len() > errors_before { None } else { object };
     Decoded { kind: Some(kind), name, object }
 }

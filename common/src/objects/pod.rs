@@ -35,16 +35,7 @@ pub(crate) fn required_spec<T>(
     problems: &mut Problems,
     decode: impl FnOnce(Fields<'_>, &mut Problems) -> Option<T>,
 ) -> Option<T> {
-    let path = f.path("spec");
-    match f.map("spec", problems) {
-        Some(spec) => decode(spec, problems),
-        None => {
-            if !problems.errors.iter().any(|e| e.path == path) {
-                problems.error(&path, "required field is missing");
-            }
-            None
-        }
-    }
+    f.require_map("spec", problems).and_then(|spec| decode(spec, problems))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,12 +99,10 @@ const POD_SPEC_IGNORED: &[&str] = &[
 
 impl PodSpec {
     pub(crate) fn decode(mut f: Fields<'_>, problems: &mut Problems) -> Option<PodSpec> {
-        let containers_path = f.path("containers");
-        let has_containers = f.take("containers").is_some();
-        let containers = f.list_of("containers", problems, Container::decode);
-        if !has_containers && !problems.errors.iter().any(|e| e.path == containers_path) {
-            problems.error(&containers_path, "required field is missing");
-        }
+        let containers = match f.require("containers", problems) {
+            Some(_) => f.list_of("containers", problems, Container::decode),
+            None => Vec::new(),
+        };
         let volumes = f.list_of("volumes", problems, Volume::decode);
         let restart_policy = f.string("restartPolicy", problems).and_then(|s| {
             let policy = RestartPolicy::from_name(&s);
@@ -334,10 +323,7 @@ pub struct ContainerPort {
 impl ContainerPort {
     fn decode(mut f: Fields<'_>, problems: &mut Problems) -> Option<ContainerPort> {
         let name = f.string("name", problems);
-        if !f.is_present("containerPort") {
-            problems.error(&f.path("containerPort"), "required field is missing");
-        }
-        let container_port = f.int::<u16>("containerPort", problems);
+        let container_port = f.require_int::<u16>("containerPort", problems);
         let host_port = f.int::<u16>("hostPort", problems);
         let protocol = Protocol::decode(&mut f, problems);
         f.ignore(&["hostIP"], problems);
@@ -549,13 +535,7 @@ impl Probe {
 /// A required port: a number, or the name of a container port.
 fn port_field(f: &mut Fields<'_>, key: &str, problems: &mut Problems) -> Option<IntOrString> {
     let path = f.path(key);
-    match f.take(key) {
-        Some(node) => IntOrString::decode(node, &path, problems),
-        None => {
-            problems.error(&path, "required field is missing");
-            None
-        }
-    }
+    f.require(key, problems).and_then(|node| IntOrString::decode(node, &path, problems))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

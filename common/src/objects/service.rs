@@ -92,10 +92,7 @@ impl ServiceSpec {
         let ports = f.list_of("ports", problems, |mut p, problems| {
             let name = p.string("name", problems);
             let protocol = Protocol::decode(&mut p, problems);
-            if !p.is_present("port") {
-                problems.error(&p.path("port"), "required field is missing");
-            }
-            let port = p.int::<u16>("port", problems);
+            let port = p.require_int::<u16>("port", problems);
             let target_path = p.path("targetPort");
             let target_port =
                 p.take("targetPort").and_then(|n| IntOrString::decode(n, &target_path, problems));
