@@ -48,50 +48,55 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// What a layer must be: its stored digest and size, and its uncompressed digest.
+/// What a layer must be: its stored digest and size where the source gives them (an OCI
+/// descriptor does, a `docker save` archive does not), and its uncompressed digest, which the
+/// image config gives always.
 #[derive(Debug, Clone)]
 pub struct ExpectedLayer {
-    pub digest: String,
+    pub digest: Option<String>,
     pub size: Option<u64>,
     pub diff_id: String,
 }
 
-/// Unpacks `stream` into `dest` (an empty directory) and checks the digests. On any error the
-/// caller discards `dest`.
+impl ExpectedLayer {
+    /// How messages name the layer: its stored digest, else its diff_id.
+    pub fn label(&self) -> &str {
+        self.digest.as_deref().unwrap_or(&self.diff_id)
+    }
+}
+
+/// Unpacks `stream` into `dest` (an empty directory) and checks the digests, hashing each byte
+/// once. On any error the caller discards `dest`.
 pub fn unpack(stream: impl Read, expected: &ExpectedLayer, dest: &Path) -> Result<(), ImageError> {
-    let corrupt = |reason: String| ImageError::CorruptLayer { digest: expected.digest.clone(), reason };
-    let mut outer = BufReader::new(Hashing::new(stream));
-    let head = outer.fill_buf().map_err(|e| corrupt(format!("cannot read: {e}")))?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    let (stored, uncompressed) = if gzip {
-        let decoder = flate2::read::GzDecoder::new(outer);
-        let mut inner = Hashing::new(decoder);
-        extract(&mut inner, dest).map_err(|e| corrupt(format!("corrupt or truncated: {}", chain(&e))))?;
-        let (diff_id, _) =
-            take_finish(&mut inner).map_err(|e| corrupt(format!("truncated or corrupt gzip: {e}")))?;
-        let outer = inner.inner.into_inner();
-        let stored = outer.into_inner().finish().map_err(|e| corrupt(e.to_string()))?;
-        (stored, diff_id)
+    let label = expected.label();
+    let corrupt = |reason: String| ImageError::CorruptLayer { digest: label.to_owned(), reason };
+    let unreadable = |e: io::Error| corrupt(format!("corrupt or truncated: {}", chain(&e)));
+    let mut stored = BufReader::new(Hashing::new(stream));
+    let gzip = stored.fill_buf().map_err(unreadable)?.starts_with(&[0x1f, 0x8b]);
+    // The uncompressed stream's digest, when it differs from the stored one.
+    let gunzipped = if gzip {
+        let mut tar = Hashing::new(flate2::read::GzDecoder::new(&mut stored));
+        extract(&mut tar, dest).map_err(unreadable)?;
+        Some(tar.finish().map_err(unreadable)?.0)
     } else {
-        let mut inner = Hashing::new(outer);
-        extract(&mut inner, dest).map_err(|e| corrupt(format!("corrupt or truncated: {}", chain(&e))))?;
-        let (digest, bytes) = take_finish(&mut inner).map_err(|e| corrupt(e.to_string()))?;
-        ((digest.clone(), bytes), digest)
+        extract(&mut stored, dest).map_err(unreadable)?;
+        None
     };
+    // Bytes the BufReader held were hashed when read; finish hashes whatever is left.
+    let (stored_digest, stored_size) = stored.into_inner().finish().map_err(unreadable)?;
     if let Some(size) = expected.size
-        && stored.1 != size
+        && stored_size != size
     {
-        return Err(ImageError::SizeMismatch {
-            what: "layer",
-            digest: expected.digest.clone(),
-            expected: size,
-            actual: stored.1,
-        });
+        let digest = label.to_owned();
+        return Err(ImageError::SizeMismatch { what: "layer", digest, expected: size, actual: stored_size });
     }
-    if stored.0 != expected.digest {
-        let actual = stored.0.trim_start_matches("sha256:").to_owned();
-        return Err(ImageError::DigestMismatch { what: "layer", digest: expected.digest.clone(), actual });
+    if let Some(digest) = &expected.digest
+        && stored_digest != *digest
+    {
+        let actual = stored_digest.trim_start_matches("sha256:").to_owned();
+        return Err(ImageError::DigestMismatch { what: "layer", digest: digest.clone(), actual });
     }
+    let uncompressed = gunzipped.unwrap_or(stored_digest);
     if uncompressed != expected.diff_id {
         return Err(corrupt(format!(
             "uncompressed content is {uncompressed}, the image config says {}",
@@ -110,13 +115,6 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     text
-}
-
-/// Finishes a hashing reader in place (the reader is left empty).
-fn take_finish<R: Read>(reader: &mut Hashing<R>) -> io::Result<(String, u64)> {
-    io::copy(reader, &mut io::sink())?;
-    let hasher = std::mem::take(&mut reader.hasher);
-    Ok((format!("sha256:{}", hex(&hasher.finalize())), reader.bytes))
 }
 
 /// Writes the tar entries into `dest`, converting whiteouts.
@@ -195,7 +193,7 @@ mod tests {
     fn expected(stored: &[u8], uncompressed: &[u8]) -> ExpectedLayer {
         let digest = digest_of(stored).expect("digest").0;
         let diff_id = digest_of(uncompressed).expect("digest").0;
-        ExpectedLayer { digest, size: Some(stored.len() as u64), diff_id }
+        ExpectedLayer { digest: Some(digest), size: Some(stored.len() as u64), diff_id }
     }
 
     fn is_root() -> bool {
@@ -221,11 +219,30 @@ mod tests {
         flipped[middle] ^= 0xff;
         let dir = tempfile::tempdir().expect("temp dir");
         let err = unpack(&flipped[..], &want, dir.path()).expect_err("corrupt");
-        assert!(err.to_string().starts_with(&format!("layer {}", want.digest)), "{err}");
+        assert!(err.to_string().starts_with(&format!("layer {}", want.label())), "{err}");
         let truncated = &gz[..gz.len() - 10];
         let dir = tempfile::tempdir().expect("temp dir");
         let err = unpack(truncated, &want, dir.path()).expect_err("truncated");
-        assert!(err.to_string().contains(&want.digest), "{err}");
+        assert!(err.to_string().contains(want.label()), "{err}");
+    }
+
+    #[test]
+    fn without_a_stored_digest_the_diff_id_catches_corruption() {
+        // A `docker save` layer: only the diff_id from the config vouches for it.
+        let tar = layer(&[("etc/motd", b"hello\n")]);
+        let diff_id = digest_of(&tar[..]).expect("digest").0;
+        let want = ExpectedLayer { digest: None, size: None, diff_id: diff_id.clone() };
+        let dir = tempfile::tempdir().expect("temp dir");
+        unpack(&tar[..], &want, dir.path()).expect("the intact layer unpacks");
+        let mut changed = tar.clone();
+        let at = tar.windows(5).position(|w| w == b"hello").expect("content in the tar");
+        changed[at] = b'j';
+        let dir = tempfile::tempdir().expect("temp dir");
+        let err = unpack(&changed[..], &want, dir.path()).expect_err("changed content");
+        assert!(
+            err.to_string().starts_with(&format!("layer {diff_id}: uncompressed content is sha256:")),
+            "{err}"
+        );
     }
 
     #[test]

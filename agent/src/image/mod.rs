@@ -135,7 +135,7 @@ impl ImageStore {
         let diff_id = &layer.expected.diff_id;
         let Some(final_dir) = self.layer_dir(diff_id) else {
             return Err(ImageError::CorruptLayer {
-                digest: layer.expected.digest.clone(),
+                digest: layer.expected.label().to_owned(),
                 reason: format!("unsupported diff_id {diff_id:?}"),
             });
         };

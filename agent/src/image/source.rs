@@ -175,14 +175,7 @@ fn find_oci(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) -> Re
     let manifest: Manifest = read_blob_json(dir, shown, "manifest", &manifest_desc)?;
     let config_bytes = read_blob(dir, shown, "config", &manifest.config)?;
     let config: ImageConfig = parse_json(&config_bytes, shown, "image config")?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        let reason = format!(
-            "{} layers but {} diff_ids in the config",
-            manifest.layers.len(),
-            config.rootfs.diff_ids.len()
-        );
-        return Err(invalid(shown, "manifest", reason));
-    }
+    check_layer_count(shown, "manifest", manifest.layers.len(), &config)?;
     let mut layers = Vec::new();
     for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
         if desc.media_type.contains("zstd") {
@@ -199,8 +192,11 @@ fn find_oci(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) -> Re
                 source_name: shown.to_owned(),
             });
         }
-        let expected =
-            ExpectedLayer { digest: desc.digest.clone(), size: Some(desc.size), diff_id: diff_id.clone() };
+        let expected = ExpectedLayer {
+            digest: Some(desc.digest.clone()),
+            size: Some(desc.size),
+            diff_id: diff_id.clone(),
+        };
         layers.push(LayerSource { path, expected });
     }
     Ok(Found {
@@ -311,14 +307,7 @@ fn find_docker(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) ->
             available: platform.to_string(),
         });
     }
-    if config.rootfs.diff_ids.len() != entry.layers.len() {
-        let reason = format!(
-            "{} layers but {} diff_ids in the config",
-            entry.layers.len(),
-            config.rootfs.diff_ids.len()
-        );
-        return Err(invalid(shown, "manifest.json", reason));
-    }
+    check_layer_count(shown, "manifest.json", entry.layers.len(), &config)?;
     let mut layers = Vec::new();
     for (file, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
         let path = inside(dir, file, shown)?;
@@ -329,22 +318,10 @@ fn find_docker(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) ->
                 source_name: shown.to_owned(),
             });
         }
-        // Docker stores layers uncompressed (the digest is the diff_id) or gzipped (the digest is
-        // that of the file, known only by reading it; unpacking checks the diff_id either way).
-        let gzipped = File::open(&path).and_then(|mut f| {
-            let mut magic = [0u8; 2];
-            f.read_exact(&mut magic).map(|()| magic == [0x1f, 0x8b])
-        });
-        let digest = match gzipped {
-            Ok(true) => {
-                digest_of(File::open(&path).map_err(ImageError::io(&path))?).map_err(ImageError::io(&path))?.0
-            }
-            _ => diff_id.clone(),
-        };
-        layers.push(LayerSource {
-            path,
-            expected: ExpectedLayer { digest, size: None, diff_id: diff_id.clone() },
-        });
+        // Docker names no stored digest: the diff_id (vouched for by the config's digest) is
+        // checked while unpacking, gzipped or not.
+        let expected = ExpectedLayer { digest: None, size: None, diff_id: diff_id.clone() };
+        layers.push(LayerSource { path, expected });
     }
     Ok(Found {
         name,
@@ -355,6 +332,20 @@ fn find_docker(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) ->
         run: run_config(config.config),
         layers,
     })
+}
+
+/// Every layer needs its diff_id in the config, which is how its content is verified.
+fn check_layer_count(
+    shown: &str,
+    what: &'static str,
+    layers: usize,
+    config: &ImageConfig,
+) -> Result<(), ImageError> {
+    let diff_ids = config.rootfs.diff_ids.len();
+    if layers == diff_ids {
+        return Ok(());
+    }
+    Err(invalid(shown, what, format!("{layers} layers but {diff_ids} diff_ids in the config")))
 }
 
 fn config_platform(config: &ImageConfig) -> Platform {
