@@ -54,7 +54,7 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
         .get(&image)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no image {image} in the store"))?;
-    let layers: Vec<_> = record.layers.iter().filter_map(|l| store.layer_dir(l)).collect();
+    let layers = store.layer_dirs(&record).map_err(|e| e.to_string())?;
     let mut container = Container::new(&id, &image);
     container.command = command;
     container.resources = ResourceRequirements { requests: ResourceList::default(), limits };
@@ -70,7 +70,7 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
     let agent_binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let runtime =
         Runtime { state_dir: state_dir.to_path_buf(), run_dir: run_dir.to_path_buf(), agent_binary };
-    let pid = runtime.start(&id, &record, &layers, &config).map_err(|e| e.to_string())?;
+    let pid = runtime.start(&id, &layers, &config).map_err(|e| e.to_string())?;
     if detach {
         println!("{pid}");
         return Ok(ExitCode::SUCCESS);

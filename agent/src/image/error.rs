@@ -38,6 +38,8 @@ pub enum ImageError {
     Ambiguous { source_name: String, count: usize },
     #[error(transparent)]
     Reference(#[from] ImageRefError),
+    #[error("image {image}: layer {diff_id} is missing from the store")]
+    MissingLayer { image: String, diff_id: String },
     #[error("no image {0} in the store")]
     NotFound(String),
 }

@@ -90,6 +90,20 @@ impl ImageStore {
         hex_of(diff_id).map(|hex| self.root.join("layers").join(hex))
     }
 
+    /// The unpacked directories of an image's layers, bottom first, each checked to exist.
+    pub fn layer_dirs(&self, record: &ImageRecord) -> Result<Vec<PathBuf>, ImageError> {
+        record
+            .layers
+            .iter()
+            .map(|diff_id| {
+                self.layer_dir(diff_id).filter(|dir| dir.is_dir()).ok_or_else(|| ImageError::MissingLayer {
+                    image: record.name.clone(),
+                    diff_id: diff_id.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Imports the image for `board` from an OCI layout directory, an OCI archive or a
     /// `docker save` archive. `name` overrides the name the source gives.
     pub fn import(

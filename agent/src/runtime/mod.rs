@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::fsutil::write_atomic;
-use crate::image::ImageRecord;
 
 /// How much output one container keeps (current and older file together).
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 2 << 20;
@@ -34,10 +33,15 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("container {id}: layer {diff_id} of image {image} is missing from the store")]
-    MissingLayer { id: String, image: String, diff_id: String },
     #[error("container {id}: {reason}")]
     Start { id: String, reason: String },
+}
+
+impl RuntimeError {
+    fn io(id: &str, path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + use<> {
+        let (id, path) = (id.to_owned(), path.to_path_buf());
+        move |source| RuntimeError::Io { id, path, source }
+    }
 }
 
 /// Where one container's pieces live.
@@ -47,6 +51,8 @@ pub struct ContainerPaths {
     pub status_dir: PathBuf,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
+    /// The writable layer's directory: `upper/` and `work/` inside it.
+    pub writable: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
     pub log: PathBuf,
@@ -72,6 +78,7 @@ impl Runtime {
             status_dir,
             upper: writable.join("upper"),
             work: writable.join("work"),
+            writable,
             log: self.state_dir.join("logs").join(format!("{id}.log")),
         }
     }
@@ -80,28 +87,17 @@ impl Runtime {
         self.run_dir.join("libcontainer")
     }
 
-    /// Prepares the root and bundle of container `id` from `image` and `config` (an OCI runtime
+    /// Prepares the root and bundle of container `id` from image `layers` (bottom first, from
+    /// `ImageStore::layer_dirs`) and `config` (an OCI runtime
     /// spec), starts it through a shim, and returns its pid.
     pub fn start(
         &self,
         id: &str,
-        image: &ImageRecord,
         layers: &[PathBuf],
         config: &serde_json::Value,
     ) -> Result<i32, RuntimeError> {
         let paths = self.paths(id);
-        let io = |path: &Path| {
-            let (id, path) = (id.to_owned(), path.to_path_buf());
-            move |source| RuntimeError::Io { id, path, source }
-        };
-        if layers.len() != image.layers.len() {
-            let missing = image.layers.get(layers.len()).cloned().unwrap_or_default();
-            return Err(RuntimeError::MissingLayer {
-                id: id.to_owned(),
-                image: image.name.clone(),
-                diff_id: missing,
-            });
-        }
+        let io = |path: &Path| RuntimeError::io(id, path);
         // A fresh writable layer every start: a replaced container starts from the image.
         self.remove(id)?;
         for dir in [&paths.status_dir, &self.libcontainer_root()] {
@@ -151,19 +147,15 @@ impl Runtime {
     /// Removes everything of container `id` but its log: mount, bundle, writable layer.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let paths = self.paths(id);
-        let io = |path: PathBuf| {
-            let id = id.to_owned();
-            move |source| RuntimeError::Io { id, path, source }
-        };
-        rootfs::unmount(&paths.rootfs).map_err(io(paths.rootfs.clone()))?;
+        rootfs::unmount(&paths.rootfs).map_err(RuntimeError::io(id, &paths.rootfs))?;
         if let Some(cgroup) = shim::cgroup_path(&paths.bundle) {
             cgroups::remove_empty(&cgroup);
         }
-        for dir in [&paths.status_dir, &paths.upper.parent().map(Path::to_path_buf).unwrap_or_default()] {
+        for dir in [&paths.status_dir, &paths.writable] {
             match fs::remove_dir_all(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(dir.clone())(e)),
+                Err(e) => return Err(RuntimeError::io(id, dir)(e)),
             }
         }
         Ok(())
