@@ -52,11 +52,18 @@ impl fmt::Display for Diagnostic {
         if let Some(object) = &self.object {
             write!(f, "{object}: ")?;
         }
-        write!(f, "{}", self.problem)?;
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
+        f.write_str(&self.problem_at_line())
+    }
+}
+
+impl Diagnostic {
+    /// The field, the message and the line, without file, document or object:
+    /// `spec.replicas: expected an integer, found "three" (line 12)`.
+    pub fn problem_at_line(&self) -> String {
+        match self.line {
+            Some(line) => format!("{} (line {line})", self.problem),
+            None => self.problem.to_string(),
         }
-        Ok(())
     }
 }
 
@@ -257,18 +264,13 @@ pub fn summary(object: &Object) -> String {
 /// What `validate` prints: each object and its warnings, then each error, then a count.
 pub fn render_report(manifests: &Manifests) -> String {
     let mut out = String::new();
-    let mut warnings = 0;
     for item in &manifests.objects {
         out.push_str(&format!("{}: document {}: {}\n", item.source, item.document, summary(&item.object)));
         for warning in &item.warnings {
-            warnings += 1;
-            let mut problem = warning.problem.to_string();
-            if let Some(line) = warning.line {
-                problem.push_str(&format!(" (line {line})"));
-            }
-            out.push_str(&format!("  warning: {problem}\n"));
+            out.push_str(&format!("  warning: {}\n", warning.problem_at_line()));
         }
     }
+    let warnings: usize = manifests.objects.iter().map(|o| o.warnings.len()).sum();
     for error in &manifests.errors {
         out.push_str(&format!("error: {error}\n"));
     }

@@ -127,8 +127,9 @@ struct VersionOnly {
 
 /// The JSON bytes of a message, with the protocol version.
 pub fn encode<T: Message>(message: &T) -> Vec<u8> {
-    // Serializing plain structs of strings, numbers and maps with string keys cannot fail.
-    serde_json::to_vec(&Envelope { v: VERSION, body: message }).unwrap_or_default()
+    serde_json::to_vec(&Envelope { v: VERSION, body: message }).expect(
+        "messages are plain structs of strings, numbers and string-keyed maps, which always serialize",
+    )
 }
 
 /// A message from bytes off the network: size, then version, then shape.
