@@ -36,8 +36,3 @@ pub fn remove_empty(relative: &str) {
         };
     }
 }
-
-/// Whether any hierarchy still has `relative`.
-pub fn exists(relative: &str) -> bool {
-    !locations(relative.trim_start_matches('/')).is_empty()
-}
