@@ -6,7 +6,7 @@
 //! and size; layers are verified later, while they are unpacked.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -475,6 +475,5 @@ pub fn extract_archive(path: &Path, dest: &Path) -> Result<(), ImageError> {
             });
         }
     }
-    fs::metadata(dest).map_err(ImageError::io(dest))?;
     Ok(())
 }

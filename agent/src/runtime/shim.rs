@@ -90,17 +90,17 @@ fn supervise(args: &ShimArgs, ready: OwnedFd) -> i32 {
     let mut ready = File::from(ready);
     let _ = setsid();
     detach_stdio();
-    let (out_read, out_write) = match pipe() {
+    // One pipe for both streams, so the log keeps their order.
+    let pipes =
+        pipe().map_err(std::io::Error::from).and_then(|(read, write)| Ok((read, write.try_clone()?, write)));
+    let (out_read, out_write, err_write) = match pipes {
         Ok(p) => p,
         Err(e) => return report(&mut ready, Err(format!("pipe: {e}"))),
     };
     let built = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.root)
         .and_then(|b| b.validate_id())
-        .map(|b| {
-            b.with_stdout(out_write.try_clone().expect("a pipe's fd can be duplicated"))
-                .with_stderr(out_write)
-        })
+        .map(|b| b.with_stdout(out_write).with_stderr(err_write))
         .and_then(|b| b.as_init(&args.bundle).with_systemd(false).with_detach(true).build());
     let mut container = match built {
         Ok(c) => c,
