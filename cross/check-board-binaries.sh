@@ -14,6 +14,9 @@ boards=(
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# What the native CLI reports, which every board binary must match.
+native=$(./target/debug/bramble validate -f examples/ | tail -n 1)
+
 for board in "${boards[@]}"; do
   read -r target qemu cpu <<<"$board"
   command -v "$qemu" >/dev/null || fail "$qemu is missing: run scripts/setup.sh"
@@ -30,7 +33,6 @@ for board in "${boards[@]}"; do
   report=$("$qemu" -cpu "$cpu" "$bin" validate examples/*.yaml) \
     || fail "$target: validate failed on $cpu: $report"
   summary=$(tail -n 1 <<<"$report")
-  native=$(./target/debug/bramble validate -f examples/ | tail -n 1)
   [ "$summary" = "$native" ] || fail "$target: '$summary' differs from the native CLI's '$native'"
   # And it must refuse a bad manifest with the same message as the native CLI.
   bad=$(mktemp --suffix=.yaml)
