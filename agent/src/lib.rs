@@ -1,14 +1,18 @@
-//! `bramble-agent`, the one binary on each board. It will run the board's pods as OCI
-//! containers (the agent issue); today it checks manifests with the same rules as the
-//! coordinator and keeps the board's image store.
+//! `bramble-agent`, the one binary on each board: it runs the board's pods as OCI containers
+//! (`run`), keeps its image store (`image`), reports (`status`, `logs`) and checks manifests
+//! with the same rules as the coordinator (`validate`).
 
+pub mod daemon;
 mod debug_cmd;
 pub mod desired;
 mod fsutil;
 pub mod image;
 mod image_cmd;
+mod logs_cmd;
+pub mod probe;
 pub mod reconcile;
 pub mod runtime;
+pub mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -39,6 +43,33 @@ enum Command {
         #[command(subcommand)]
         command: image_cmd::ImageCommand,
     },
+    /// Run the board's pods: the daemon.
+    Run {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(long, default_value = DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        /// The directory of manifests (Pods, Deployments) this board runs.
+        #[arg(long, default_value = DEFAULT_MANIFESTS_DIR)]
+        manifests: PathBuf,
+    },
+    /// Show the board's facts and its pods' status.
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[arg(long, default_value = DEFAULT_RUN_DIR)]
+        run_dir: PathBuf,
+        /// Output format: `json`, or a table when left out.
+        #[arg(short = 'o', long, value_parser = ["json"])]
+        output: Option<String>,
+    },
+    /// Print a container's output.
+    Logs {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        #[command(flatten)]
+        args: logs_cmd::LogsArgs,
+    },
     /// Run one container to its end, outside any pod (for trying images and for benchmarks).
     Debug {
         #[arg(long, default_value = DEFAULT_STATE_DIR, global = true)]
@@ -63,11 +94,27 @@ enum Command {
         log_max_bytes: u64,
         #[arg(long)]
         status_dir: PathBuf,
+        #[arg(long)]
+        notify: Option<PathBuf>,
+    },
+    /// Runs a command in a running container (exec probes use it).
+    #[command(hide = true)]
+    ExecIn {
+        /// libcontainer's state root.
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
 }
 
 /// The agent's run directory (tmpfs, gone at reboot) unless told otherwise.
 pub const DEFAULT_RUN_DIR: &str = "/run/bramble";
+
+/// Where the daemon reads manifests unless told otherwise.
+pub const DEFAULT_MANIFESTS_DIR: &str = "/etc/bramble/manifests";
 
 /// The agent's state directory unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/bramble";
@@ -76,10 +123,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate::run(&files),
+        Command::Run { state_dir, run_dir, manifests } => {
+            daemon::run(&daemon::Options { state_dir, run_dir, manifests })
+        }
+        Command::Status { state_dir, run_dir, output } => status::command(&state_dir, &run_dir, output.is_some()),
+        Command::Logs { state_dir, args } => logs_cmd::run(&state_dir, &args),
         Command::Image { state_dir, command } => image_cmd::run(&state_dir, command),
         Command::Debug { state_dir, run_dir, command } => debug_cmd::run(&state_dir, &run_dir, command),
-        Command::Shim { id, bundle, root, log, log_max_bytes, status_dir } => {
-            let args = runtime::shim::ShimArgs { id, bundle, root, log, log_max_bytes, status_dir };
+        Command::Shim { id, bundle, root, log, log_max_bytes, status_dir, notify } => {
+            let args = runtime::shim::ShimArgs { id, bundle, root, log, log_max_bytes, status_dir, notify };
             match runtime::shim::launch(&args) {
                 Ok(pid) => {
                     println!("started {pid}");
@@ -91,5 +143,12 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::ExecIn { root, id, command } => match runtime::exec::exec_in(&root, &id, command) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(126)
+            }
+        },
     }
 }

@@ -7,6 +7,10 @@
 //! - one that exited is restarted as its pod's `restartPolicy` says, after an exponential
 //!   backoff (the first restart at once, then 100 ms doubling up to 5 min; the count resets
 //!   once a container has run for 10 min);
+//! - one that could not be started (no image, a taken port, …) is tried again after the same
+//!   backoff, whatever the restart policy (the cause may go away);
+//! - one whose liveness probe failed is stopped like a pod being removed (SIGTERM, SIGKILL after
+//!   the grace period) and then restarted as its policy says;
 //! - the containers of a pod no longer desired get SIGTERM, then SIGKILL when the pod's grace
 //!   period has passed, and the pod is removed once none runs.
 
@@ -36,6 +40,8 @@ pub struct DesiredPod {
 pub enum ContainerState {
     Running { started_ms: u64 },
     Exited { exit_code: i32, finished_ms: u64, ran_ms: u64 },
+    /// The last start failed before any process ran; `attempts` in a row so far.
+    Failed { failed_ms: u64, attempts: u32 },
 }
 
 /// One container the board has (or had) for a pod.
@@ -49,6 +55,8 @@ pub struct ObservedContainer {
     pub crash_streak: u32,
     /// When SIGTERM was sent, if the container is being stopped.
     pub stop_requested_ms: Option<u64>,
+    /// Its liveness (or startup) probe has failed: it is to be stopped and restarted.
+    pub unhealthy: bool,
 }
 
 /// A pod the board has containers (or leftovers) of.
@@ -113,7 +121,19 @@ pub fn plan(desired: &[DesiredPod], observed: &[ObservedPod], now_ms: u64) -> Pl
             let start = || Action::Start { pod_uid: pod.uid.clone(), container: container.name.clone() };
             match found.map(|c| (&c.state, c)) {
                 None => plan.actions.push(start()),
-                Some((ContainerState::Running { .. }, _)) => {}
+                Some((ContainerState::Running { .. }, c)) => {
+                    if c.unhealthy {
+                        stop_gracefully(&mut plan, &pod.uid, c, grace_ms(&pod.spec), now_ms);
+                    }
+                }
+                Some((ContainerState::Failed { failed_ms, attempts }, _)) => {
+                    let due = failed_ms.saturating_add(backoff_ms(*attempts));
+                    if now_ms >= due {
+                        plan.actions.push(start());
+                    } else {
+                        plan.wake(due);
+                    }
+                }
                 Some((ContainerState::Exited { exit_code, finished_ms, ran_ms }, c)) => {
                     if !restarts(pod.spec.restart_policy, *exit_code) {
                         continue;
@@ -137,23 +157,31 @@ pub fn plan(desired: &[DesiredPod], observed: &[ObservedPod], now_ms: u64) -> Pl
                 continue;
             }
             running = true;
-            let stop = |signal| Action::Stop { pod_uid: pod.uid.clone(), container: c.name.clone(), signal };
-            match c.stop_requested_ms {
-                None => {
-                    plan.actions.push(stop(StopSignal::Term));
-                    plan.wake(now_ms.saturating_add(pod.grace_ms));
-                }
-                Some(asked) if now_ms >= asked.saturating_add(pod.grace_ms) => {
-                    plan.actions.push(stop(StopSignal::Kill))
-                }
-                Some(asked) => plan.wake(asked.saturating_add(pod.grace_ms)),
-            }
+            stop_gracefully(&mut plan, &pod.uid, c, pod.grace_ms, now_ms);
         }
         if !running {
             plan.actions.push(Action::RemovePod { pod_uid: pod.uid.clone() });
         }
     }
     plan
+}
+
+/// The grace period a pod's containers get between SIGTERM and SIGKILL.
+pub fn grace_ms(spec: &PodSpec) -> u64 {
+    spec.termination_grace_period_seconds.saturating_mul(1000)
+}
+
+/// SIGTERM first, SIGKILL once `grace_ms` has passed since.
+fn stop_gracefully(plan: &mut Plan, pod_uid: &str, c: &ObservedContainer, grace_ms: u64, now_ms: u64) {
+    let stop = |signal| Action::Stop { pod_uid: pod_uid.to_owned(), container: c.name.clone(), signal };
+    match c.stop_requested_ms {
+        None => {
+            plan.actions.push(stop(StopSignal::Term));
+            plan.wake(now_ms.saturating_add(grace_ms));
+        }
+        Some(asked) if now_ms >= asked.saturating_add(grace_ms) => plan.actions.push(stop(StopSignal::Kill)),
+        Some(asked) => plan.wake(asked.saturating_add(grace_ms)),
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +216,7 @@ mod tests {
             restarts: streak,
             crash_streak: streak,
             stop_requested_ms: None,
+            unhealthy: false,
         }
     }
 
@@ -281,5 +310,28 @@ mod tests {
                 Action::Stop { pod_uid: "old".into(), container: "c".into(), signal: StopSignal::Term }
             ]
         );
+    }
+
+    #[test]
+    fn failed_starts_are_retried_with_backoff_whatever_the_policy() {
+        let want = [desired("a", RestartPolicy::Never, &["c"])];
+        let failed = |attempts| ContainerState::Failed { failed_ms: 1_000, attempts };
+        let have = [observed("a", vec![container("c", failed(3), 0)])];
+        let early = plan(&want, &have, 1_100);
+        assert_eq!((early.actions, early.wake_at_ms), (vec![], Some(1_400)));
+        assert_eq!(plan(&want, &have, 1_400).actions, vec![start("a", "c")]);
+    }
+
+    #[test]
+    fn an_unhealthy_container_is_stopped_within_its_grace_period() {
+        let want = [desired("a", RestartPolicy::Always, &["c"])];
+        let mut sick = container("c", ContainerState::Running { started_ms: 0 }, 0);
+        sick.unhealthy = true;
+        let stop = |signal| Action::Stop { pod_uid: "a".into(), container: "c".into(), signal };
+        let first = plan(&want, &[observed("a", vec![sick.clone()])], 1_000);
+        assert_eq!((first.actions, first.wake_at_ms), (vec![stop(StopSignal::Term)], Some(31_000)));
+        sick.stop_requested_ms = Some(1_000);
+        assert_eq!(plan(&want, &[observed("a", vec![sick.clone()])], 2_000).actions, vec![]);
+        assert_eq!(plan(&want, &[observed("a", vec![sick])], 31_000).actions, vec![stop(StopSignal::Kill)]);
     }
 }

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod cgroups;
+pub mod exec;
 pub mod logs;
 pub mod rootfs;
 pub mod shim;
@@ -18,6 +19,8 @@ pub mod spec;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use nix::sys::signal::Signal;
 
 use crate::fsutil::write_atomic;
 
@@ -58,6 +61,33 @@ pub struct ContainerPaths {
     pub log: PathBuf,
 }
 
+/// What a container is doing, as its shim left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// Never started here, or gone with the run directory (a reboot).
+    Absent,
+    Running(shim::ShimState),
+    Exited(shim::ExitInfo),
+    /// Its shim died without recording an end (killed by hand): the end is unknown.
+    Lost(shim::ShimState),
+}
+
+fn alive(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+fn kill_container(pid: i32, signal: Signal) -> Result<(), nix::errno::Errno> {
+    if pid <= 1 {
+        return Err(nix::errno::Errno::ESRCH);
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+}
+
+/// Where container `id`'s output is kept.
+pub fn log_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join("logs").join(format!("{id}.log"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Runtime {
     pub state_dir: PathBuf,
@@ -79,7 +109,7 @@ impl Runtime {
             upper: writable.join("upper"),
             work: writable.join("work"),
             writable,
-            log: self.state_dir.join("logs").join(format!("{id}.log")),
+            log: log_path(&self.state_dir, id),
         }
     }
 
@@ -124,6 +154,8 @@ impl Runtime {
             .arg(DEFAULT_LOG_MAX_BYTES.to_string())
             .arg("--status-dir")
             .arg(&paths.status_dir)
+            .arg("--notify")
+            .arg(self.notify_socket())
             .output()
             .map_err(io(&self.agent_binary))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -138,15 +170,64 @@ impl Runtime {
         }
     }
 
+    /// Where shims tell the agent that a container ended.
+    pub fn notify_socket(&self) -> PathBuf {
+        self.run_dir.join("agent.sock")
+    }
+
+    /// libcontainer's state root, for `exec` into a running container.
+    pub fn state_root(&self) -> PathBuf {
+        self.libcontainer_root()
+    }
+
     /// How the container ended, once its shim has recorded it.
     pub fn exit_info(&self, id: &str) -> Option<shim::ExitInfo> {
         let bytes = fs::read(self.paths(id).status_dir.join(shim::EXIT_INFO)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Removes everything of container `id` but its log: mount, bundle, writable layer.
+    fn shim_state(&self, id: &str) -> Option<shim::ShimState> {
+        let bytes = fs::read(self.paths(id).status_dir.join(shim::SHIM_STATE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// What container `id` is doing, from what its shim wrote (the run directory is the truth:
+    /// it survives the agent, not a reboot).
+    pub fn status(&self, id: &str) -> ContainerStatus {
+        if let Some(exit) = self.exit_info(id) {
+            return ContainerStatus::Exited(exit);
+        }
+        match self.shim_state(id) {
+            None => ContainerStatus::Absent,
+            Some(state) if alive(state.shim_pid) => ContainerStatus::Running(state),
+            Some(state) => ContainerStatus::Lost(state),
+        }
+    }
+
+    /// The ids of the containers the run directory holds.
+    pub fn container_ids(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.run_dir.join("containers")) else { return Vec::new() };
+        let mut ids: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Sends `signal` to the container's main process.
+    pub fn signal(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
+        let Some(state) = self.shim_state(id) else { return Ok(()) };
+        match kill_container(state.container_pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(RuntimeError::Start { id: id.to_owned(), reason: format!("sending {signal}: {e}") }),
+        }
+    }
+
+    /// Removes everything of container `id` but its log: mount, bundle, writable layer. A
+    /// process left behind by a lost shim is killed first.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let paths = self.paths(id);
+        if let ContainerStatus::Lost(state) = self.status(id) {
+            let _ = kill_container(state.container_pid, Signal::SIGKILL);
+        }
         rootfs::unmount(&paths.rootfs).map_err(RuntimeError::io(id, &paths.rootfs))?;
         if let Some(cgroup) = shim::cgroup_path(&paths.bundle) {
             cgroups::remove_empty(&cgroup);

@@ -32,6 +32,8 @@ pub struct ShimArgs {
     pub log_max_bytes: u64,
     /// Where `shim.json` and `exit.json` go.
     pub status_dir: PathBuf,
+    /// A datagram socket told the container's id once it has ended (the agent's wake-up).
+    pub notify: Option<PathBuf>,
 }
 
 /// Written when the container runs.
@@ -134,7 +136,14 @@ fn supervise(args: &ShimArgs, ready: OwnedFd) -> i32 {
     let _ = copier.join();
     let _ = container.delete(true);
     let exit_bytes = serde_json::to_vec(&exit).expect("plain data serializes");
-    match write_atomic(&args.status_dir.join(EXIT_INFO), &exit_bytes) {
+    let written = write_atomic(&args.status_dir.join(EXIT_INFO), &exit_bytes);
+    if let Some(notify) = &args.notify
+        && let Ok(socket) = std::os::unix::net::UnixDatagram::unbound()
+    {
+        // Nobody listening (the agent is down) is fine: it reads exit.json when it is back.
+        let _ = socket.send_to(args.id.as_bytes(), notify);
+    }
+    match written {
         Ok(_) => 0,
         Err(_) => 1,
     }
