@@ -126,7 +126,9 @@ pub fn main() -> ExitCode {
         Command::Run { state_dir, run_dir, manifests } => {
             daemon::run(&daemon::Options { state_dir, run_dir, manifests })
         }
-        Command::Status { state_dir, run_dir, output } => status::command(&state_dir, &run_dir, output.is_some()),
+        Command::Status { state_dir, run_dir, output } => {
+            status::command(&state_dir, &run_dir, output.is_some())
+        }
         Command::Logs { state_dir, args } => logs_cmd::run(&state_dir, &args),
         Command::Image { state_dir, command } => image_cmd::run(&state_dir, command),
         Command::Debug { state_dir, run_dir, command } => debug_cmd::run(&state_dir, &run_dir, command),

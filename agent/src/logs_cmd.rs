@@ -48,7 +48,12 @@ fn show(state_dir: &Path, args: &LogsArgs) -> Result<(), String> {
     let container = match (&args.container, names.as_slice()) {
         (Some(c), _) if record.containers.contains_key(c) => c.clone(),
         (Some(c), _) => {
-            return Err(format!("pod {}/{} has no container {c:?} (it has: {})", record.namespace, record.name, join(&names)));
+            return Err(format!(
+                "pod {}/{} has no container {c:?} (it has: {})",
+                record.namespace,
+                record.name,
+                join(&names)
+            ));
         }
         (None, [only]) => (*only).clone(),
         (None, _) => {

@@ -67,7 +67,14 @@ impl Probes {
         ] {
             if let Some(probe) = probe {
                 let due_ms = started_ms + u64::from(probe.initial_delay_seconds) * 1000;
-                tracks.push(Track { kind, probe: probe.clone(), due_ms, failures: 0, successes: 0, in_flight: false });
+                tracks.push(Track {
+                    kind,
+                    probe: probe.clone(),
+                    due_ms,
+                    failures: 0,
+                    successes: 0,
+                    in_flight: false,
+                });
             }
         }
         Probes {
@@ -192,7 +199,10 @@ fn http_get(get: &HttpGetAction, target: &Target, timeout: Duration) -> Result<(
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(fail)?;
     stream.set_read_timeout(Some(timeout)).map_err(fail)?;
     stream.set_write_timeout(Some(timeout)).map_err(fail)?;
-    let mut request = format!("GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bramble-probe\r\nAccept: */*\r\nConnection: close\r\n", get.path);
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: bramble-probe\r\nAccept: */*\r\nConnection: close\r\n",
+        get.path
+    );
     for header in &get.http_headers {
         request.push_str(&format!("{}: {}\r\n", header.name, header.value));
     }

@@ -38,10 +38,19 @@ pub struct DesiredPod {
 /// What one container is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
-    Running { started_ms: u64 },
-    Exited { exit_code: i32, finished_ms: u64, ran_ms: u64 },
+    Running {
+        started_ms: u64,
+    },
+    Exited {
+        exit_code: i32,
+        finished_ms: u64,
+        ran_ms: u64,
+    },
     /// The last start failed before any process ran; `attempts` in a row so far.
-    Failed { failed_ms: u64, attempts: u32 },
+    Failed {
+        failed_ms: u64,
+        attempts: u32,
+    },
 }
 
 /// One container the board has (or had) for a pod.

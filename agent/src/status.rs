@@ -135,9 +135,10 @@ pub fn node_facts(state_dir: &Path) -> NodeFacts {
 /// Total and available memory in bytes.
 fn memory() -> Option<(u64, u64)> {
     use sysinfo::{MemoryRefreshKind, RefreshKind, System};
-    let system =
-        System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()))
-            .ok()?;
+    let system = System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+    )
+    .ok()?;
     Some((system.total_memory(), system.available_memory()))
 }
 
@@ -215,10 +216,8 @@ fn render(node: &NodeFacts, running: bool, status: &AgentStatus) -> String {
     for error in &status.manifest_errors {
         out.push_str(&format!("manifest error: {error}\n"));
     }
-    let mut rows = vec![[
-        "NAMESPACE", "NAME", "PHASE", "READY", "RESTARTS", "LAST EXIT", "REASON",
-    ]
-    .map(String::from)];
+    let mut rows =
+        vec![["NAMESPACE", "NAME", "PHASE", "READY", "RESTARTS", "LAST EXIT", "REASON"].map(String::from)];
     for pod in &status.pods {
         let ready = pod.containers.iter().filter(|c| c.ready).count();
         let restarts: u32 = pod.containers.iter().map(|c| c.restart_count).sum();
@@ -297,7 +296,11 @@ mod tests {
                     ready: false,
                     restart_count: 2,
                     state: State::Waiting { reason: "ImageNotPresent".into(), message: String::new() },
-                    last_state: Some(Terminated { exit_code: 137, reason: "OOMKilled".into(), finished_at: 5 }),
+                    last_state: Some(Terminated {
+                        exit_code: 137,
+                        reason: "OOMKilled".into(),
+                        finished_at: 5,
+                    }),
                     probe_message: None,
                     recent_exits: vec![],
                 }],

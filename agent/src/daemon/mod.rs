@@ -57,7 +57,12 @@ pub struct Options {
 enum Event {
     /// A shim says a container ended.
     Wake,
-    Probe { id: String, run: u64, kind: probe::Kind, outcome: Result<(), String> },
+    Probe {
+        id: String,
+        run: u64,
+        kind: probe::Kind,
+        outcome: Result<(), String>,
+    },
 }
 
 /// The id of a pod's container: `<pod uid>_<container>` (neither part can hold `_`).
@@ -72,7 +77,10 @@ fn split_id(id: &str) -> Option<(&str, &str)> {
 /// Milliseconds of `CLOCK_BOOTTIME`.
 fn now_ms() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| u64::try_from(t.tv_sec()).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000)
+        .map(|t| {
+            u64::try_from(t.tv_sec()).unwrap_or(0) * 1000
+                + u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000
+        })
         .unwrap_or(0)
 }
 
@@ -135,14 +143,12 @@ impl Daemon {
             format!("another bramble-agent runs with run directory {}", options.run_dir.display())
         })?;
         let agent_binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-        let runtime = Runtime {
-            state_dir: options.state_dir.clone(),
-            run_dir: options.run_dir.clone(),
-            agent_binary,
-        };
+        let runtime =
+            Runtime { state_dir: options.state_dir.clone(), run_dir: options.run_dir.clone(), agent_binary };
         let images = ImageStore::open(&options.state_dir).map_err(|e| e.to_string())?;
         let pods = PodStore::new(&options.state_dir);
-        let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned();
+        let boot_id =
+            fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_owned();
         let (loaded, problems) = pods.load_all();
         for problem in problems {
             log(format!("ignoring a pod record: {problem}"));
@@ -239,14 +245,19 @@ impl Daemon {
             log(format!("cannot write status: {e}"));
         }
         let probe_due = self.probes.values().filter_map(Probes::next_due_ms).min();
-        [plan.wake_at_ms, probe_due, Some(self.next_scan_ms)].into_iter().flatten().min().unwrap_or(now + MAX_SLEEP_MS)
+        [plan.wake_at_ms, probe_due, Some(self.next_scan_ms)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + MAX_SLEEP_MS)
     }
 
     fn read_manifests(&mut self) {
         let objects = match self.manifests.read_if_changed() {
             None => return,
             Some(Ok(read)) => {
-                let fresh: Vec<&String> = read.errors.iter().filter(|e| !self.manifest_errors.contains(e)).collect();
+                let fresh: Vec<&String> =
+                    read.errors.iter().filter(|e| !self.manifest_errors.contains(e)).collect();
                 for error in fresh {
                     log(format!("manifest error: {error}"));
                 }
@@ -256,7 +267,10 @@ impl Daemon {
             Some(Err(e)) => {
                 // No directory (yet): keep what was last desired.
                 log(format!("cannot read the manifests directory: {e}; keeping the last desired pods"));
-                match fs::read(self.desired_path()).ok().and_then(|b| serde_json::from_slice::<Vec<Object>>(&b).ok()) {
+                match fs::read(self.desired_path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Vec<Object>>(&b).ok())
+                {
                     Some(objects) => objects,
                     None => return,
                 }
@@ -319,9 +333,15 @@ impl Daemon {
             // Nobody declared it: report it so the plan stops and removes it.
             let state = match status {
                 ContainerStatus::Running(_) => ContainerState::Running { started_ms: now },
-                ContainerStatus::Exited(e) => ContainerState::Exited { exit_code: e.exit_code, finished_ms: 0, ran_ms: 0 },
-                ContainerStatus::Lost(_) => ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 },
-                ContainerStatus::Absent if has_dir => ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 },
+                ContainerStatus::Exited(e) => {
+                    ContainerState::Exited { exit_code: e.exit_code, finished_ms: 0, ran_ms: 0 }
+                }
+                ContainerStatus::Lost(_) => {
+                    ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 }
+                }
+                ContainerStatus::Absent if has_dir => {
+                    ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 }
+                }
                 ContainerStatus::Absent => return None,
             };
             return Some(self.observed(id, name, state, 0, 0));
@@ -361,11 +381,19 @@ impl Daemon {
             }
         }
         let state = match &status {
-            ContainerStatus::Running(_) => ContainerState::Running { started_ms: c.running_since_ms.unwrap_or(now) },
+            ContainerStatus::Running(_) => {
+                ContainerState::Running { started_ms: c.running_since_ms.unwrap_or(now) }
+            }
             _ => match (&c.failure, &c.last_exit) {
                 (Some(f), _) => ContainerState::Failed { failed_ms: f.failed_ms, attempts: f.attempts },
-                (None, Some(e)) => ContainerState::Exited { exit_code: e.exit_code, finished_ms: e.finished_ms, ran_ms: e.ran_ms },
-                (None, None) if has_dir => ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 },
+                (None, Some(e)) => ContainerState::Exited {
+                    exit_code: e.exit_code,
+                    finished_ms: e.finished_ms,
+                    ran_ms: e.ran_ms,
+                },
+                (None, None) if has_dir => {
+                    ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 }
+                }
                 (None, None) => return None,
             },
         };
@@ -382,12 +410,23 @@ impl Daemon {
             if history.is_full() {
                 history.pop_front();
             }
-            let _ = history.push_back(Terminated { exit_code: exit.exit_code, reason: exit.reason, finished_at: exit.finished_at });
+            let _ = history.push_back(Terminated {
+                exit_code: exit.exit_code,
+                reason: exit.reason,
+                finished_at: exit.finished_at,
+            });
         }
         Some(self.observed(id, name, state, restarts, streak))
     }
 
-    fn observed(&self, id: &str, name: &str, state: ContainerState, restarts: u32, streak: u32) -> ObservedContainer {
+    fn observed(
+        &self,
+        id: &str,
+        name: &str,
+        state: ContainerState,
+        restarts: u32,
+        streak: u32,
+    ) -> ObservedContainer {
         let unhealthy = match &state {
             ContainerState::Running { started_ms } => {
                 self.probes.get(id).is_some_and(|p| p.run == *started_ms && p.unhealthy)
@@ -444,7 +483,12 @@ impl Daemon {
             name: pod.name.clone(),
             grace_ms: reconcile::grace_ms(&pod.spec),
             boot_id: self.boot_id.clone(),
-            containers: pod.spec.containers.iter().map(|c| (c.name.clone(), ContainerRecord::default())).collect(),
+            containers: pod
+                .spec
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), ContainerRecord::default()))
+                .collect(),
         });
         record.containers.entry(name.to_owned()).or_default();
         // The previous run's mount, bundle and writable layer go first: a restart starts
@@ -472,7 +516,12 @@ impl Daemon {
             }
             Err((reason, message)) => {
                 let attempts = c.failure.as_ref().map_or(0, |f| f.attempts) + 1;
-                c.failure = Some(StartFailure { reason: reason.to_owned(), message: message.clone(), failed_ms: now, attempts });
+                c.failure = Some(StartFailure {
+                    reason: reason.to_owned(),
+                    message: message.clone(),
+                    failed_ms: now,
+                    attempts,
+                });
                 if self.logged.get(&id) != Some(&message) {
                     log(format!("{who}: cannot start: {reason}: {message}"));
                     self.logged.insert(id.clone(), message);
@@ -483,7 +532,30 @@ impl Daemon {
     }
 
     /// Checks what can be checked before anything is made, then starts the container.
-    fn try_start(&self, pod: &DesiredPod, container: &Container, id: &str) -> Result<i32, (&'static str, String)> {
+    fn try_start(
+        &self,
+        pod: &DesiredPod,
+        container: &Container,
+        id: &str,
+    ) -> Result<i32, (&'static str, String)> {
+        let asked: u64 = pod
+            .spec
+            .containers
+            .iter()
+            .filter_map(|c| c.resources.limits.memory.as_ref())
+            .map(|q| q.value())
+            .sum();
+        if asked > self.board_memory {
+            return Err((
+                "InsufficientMemory",
+                format!(
+                    "the pod's containers ask for {} of memory (resources.limits.memory) but this board has {}",
+                    human_bytes(asked),
+                    human_bytes(self.board_memory)
+                ),
+            ));
+        }
+        self.check_host_ports(pod, container).map_err(|e| ("HostPortInUse", e))?;
         let image = match self.images.get(&container.image) {
             Ok(Some(image)) => image,
             Ok(None) => {
@@ -498,20 +570,7 @@ impl Daemon {
             Err(e) => return Err(("ImageInspectError", e.to_string())),
         };
         let layers = self.images.layer_dirs(&image).map_err(|e| ("ImageCorrupt", e.to_string()))?;
-        let asked: u64 =
-            pod.spec.containers.iter().filter_map(|c| c.resources.limits.memory.as_ref()).map(|q| q.value()).sum();
-        if asked > self.board_memory {
-            return Err((
-                "InsufficientMemory",
-                format!(
-                    "the pod's containers ask for {} of memory (resources.limits.memory) but this board has {}",
-                    human_bytes(asked),
-                    human_bytes(self.board_memory)
-                ),
-            ));
-        }
         let binds = self.binds(pod, container).map_err(|e| ("VolumeError", e))?;
-        self.check_host_ports(pod, container).map_err(|e| ("HostPortInUse", e))?;
         let hostname: String = pod.name.chars().take(63).collect();
         let cgroup_path = format!("{}/{}/{}", runtime::cgroups::ROOT, pod.uid, container.name);
         let config = spec::build(&spec::SpecInput {
@@ -540,22 +599,31 @@ impl Daemon {
                     let p = Path::new(path);
                     let made = match type_.as_deref() {
                         Some("DirectoryOrCreate") => fs::create_dir_all(p),
-                        Some("FileOrCreate") => fs::OpenOptions::new().create(true).append(true).open(p).map(|_| ()),
+                        Some("FileOrCreate") => {
+                            fs::OpenOptions::new().create(true).append(true).open(p).map(|_| ())
+                        }
                         _ => Ok(()),
                     };
                     made.map_err(|e| format!("volume {}: hostPath {path}: {e}", volume.name))?;
                     if !p.exists() {
-                        return Err(format!("volume {}: hostPath {path} does not exist on this board", volume.name));
+                        return Err(format!(
+                            "volume {}: hostPath {path} does not exist on this board",
+                            volume.name
+                        ));
                     }
                     p.to_path_buf()
                 }
                 VolumeSource::EmptyDir { .. } => {
                     let dir = self.volumes_dir(&pod.uid).join(&volume.name);
-                    fs::create_dir_all(&dir).map_err(|e| format!("volume {}: {}: {e}", volume.name, dir.display()))?;
+                    fs::create_dir_all(&dir)
+                        .map_err(|e| format!("volume {}: {}: {e}", volume.name, dir.display()))?;
                     dir
                 }
                 VolumeSource::Unsupported { kind } => {
-                    return Err(format!("volume {}: {kind} volumes are not supported by Bramble", volume.name));
+                    return Err(format!(
+                        "volume {}: {kind} volumes are not supported by Bramble",
+                        volume.name
+                    ));
                 }
             };
             binds.push(spec::BindMount {
@@ -582,9 +650,12 @@ impl Daemon {
             }
             let holder = self.desired.iter().find(|other| {
                 other.uid != pod.uid
-                    && other.spec.containers.iter().flat_map(|c| &c.ports).any(|p| {
-                        p.host_port == Some(host_port) && p.protocol == port.protocol
-                    })
+                    && other
+                        .spec
+                        .containers
+                        .iter()
+                        .flat_map(|c| &c.ports)
+                        .any(|p| p.host_port == Some(host_port) && p.protocol == port.protocol)
             });
             let proto = port.protocol.name();
             return Err(match holder {
@@ -608,7 +679,8 @@ impl Daemon {
                 names.insert(name.to_owned());
             }
         }
-        let who = self.records.get(uid).map_or_else(|| uid.to_owned(), |r| format!("{}/{}", r.namespace, r.name));
+        let who =
+            self.records.get(uid).map_or_else(|| uid.to_owned(), |r| format!("{}/{}", r.namespace, r.name));
         for name in &names {
             let id = container_id(uid, name);
             if let Err(e) = self.runtime.remove(&id) {
@@ -651,7 +723,8 @@ impl Daemon {
                 };
                 let id = container_id(&pod.uid, &container.name);
                 running.insert(id.clone());
-                let probes = self.probes.entry(id.clone()).or_insert_with(|| Probes::new(container, *started_ms));
+                let probes =
+                    self.probes.entry(id.clone()).or_insert_with(|| Probes::new(container, *started_ms));
                 if probes.run != *started_ms {
                     *probes = Probes::new(container, *started_ms);
                 }
@@ -695,7 +768,8 @@ impl Daemon {
             for cname in names {
                 let id = container_id(uid, &cname);
                 let rec = record.and_then(|r| r.containers.get(&cname));
-                let state_seen = seen.and_then(|o| o.containers.iter().find(|c| c.name == cname)).map(|c| &c.state);
+                let state_seen =
+                    seen.and_then(|o| o.containers.iter().find(|c| c.name == cname)).map(|c| &c.state);
                 let last = rec.and_then(|r| r.last_exit.as_ref()).map(|e| Terminated {
                     exit_code: e.exit_code,
                     reason: e.reason.clone(),
@@ -709,31 +783,45 @@ impl Daemon {
                             _ => 0,
                         };
                         let ready = probes.is_none_or(|p| p.started && p.ready && !p.unhealthy);
-                        (State::Running { pid, started_at: rec.and_then(|r| r.started_at).unwrap_or(0) }, ready)
+                        (
+                            State::Running { pid, started_at: rec.and_then(|r| r.started_at).unwrap_or(0) },
+                            ready,
+                        )
                     }
                     Some(ContainerState::Failed { .. }) => {
                         let f = rec.and_then(|r| r.failure.as_ref());
-                        let (reason, message) = f.map_or_else(Default::default, |f| (f.reason.clone(), f.message.clone()));
+                        let (reason, message) =
+                            f.map_or_else(Default::default, |f| (f.reason.clone(), f.message.clone()));
                         (State::Waiting { reason, message }, false)
                     }
                     Some(ContainerState::Exited { exit_code, .. }) => {
-                        let restarting = desired.is_some_and(|d| reconcile::restarts(d.spec.restart_policy, *exit_code));
+                        let restarting =
+                            desired.is_some_and(|d| reconcile::restarts(d.spec.restart_policy, *exit_code));
                         match (&last, restarting) {
                             (Some(t), true) => (
                                 State::Waiting {
                                     reason: "CrashLoopBackOff".into(),
-                                    message: format!("restarting after exit code {} ({})", t.exit_code, t.reason),
+                                    message: format!(
+                                        "restarting after exit code {} ({})",
+                                        t.exit_code, t.reason
+                                    ),
                                 },
                                 false,
                             ),
                             (Some(t), false) => (State::Terminated(t.clone()), false),
                             (None, _) => (
-                                State::Terminated(Terminated { exit_code: *exit_code, reason: "Error".into(), finished_at: 0 }),
+                                State::Terminated(Terminated {
+                                    exit_code: *exit_code,
+                                    reason: "Error".into(),
+                                    finished_at: 0,
+                                }),
                                 false,
                             ),
                         }
                     }
-                    None => (State::Waiting { reason: "ContainerCreating".into(), message: String::new() }, false),
+                    None => {
+                        (State::Waiting { reason: "ContainerCreating".into(), message: String::new() }, false)
+                    }
                 };
                 containers.push(status::ContainerStatus {
                     name: cname.clone(),
@@ -742,7 +830,11 @@ impl Daemon {
                     last_state: if matches!(state, State::Terminated(_)) { None } else { last },
                     state,
                     probe_message: probes.and_then(|p| p.message.clone()),
-                    recent_exits: self.history.get(&id).map(|h| h.iter().cloned().collect()).unwrap_or_default(),
+                    recent_exits: self
+                        .history
+                        .get(&id)
+                        .map(|h| h.iter().cloned().collect())
+                        .unwrap_or_default(),
                 });
             }
             let ever_ran = |c: &status::ContainerStatus| {
@@ -750,8 +842,11 @@ impl Daemon {
             };
             let phase = if desired.is_none() {
                 "Terminating"
-            } else if !containers.is_empty() && containers.iter().all(|c| matches!(c.state, State::Terminated(_))) {
-                let all_ok = containers.iter().all(|c| matches!(&c.state, State::Terminated(t) if t.exit_code == 0));
+            } else if !containers.is_empty()
+                && containers.iter().all(|c| matches!(c.state, State::Terminated(_)))
+            {
+                let all_ok =
+                    containers.iter().all(|c| matches!(&c.state, State::Terminated(t) if t.exit_code == 0));
                 if all_ok { "Succeeded" } else { "Failed" }
             } else if containers.iter().any(|c| !ever_ran(c)) {
                 "Pending"

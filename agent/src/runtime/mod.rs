@@ -207,7 +207,8 @@ impl Runtime {
     /// The ids of the containers the run directory holds.
     pub fn container_ids(&self) -> Vec<String> {
         let Ok(entries) = fs::read_dir(self.run_dir.join("containers")) else { return Vec::new() };
-        let mut ids: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+        let mut ids: Vec<String> =
+            entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
         ids.sort();
         ids
     }
@@ -217,7 +218,9 @@ impl Runtime {
         let Some(state) = self.shim_state(id) else { return Ok(()) };
         match kill_container(state.container_pid, signal) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(RuntimeError::Start { id: id.to_owned(), reason: format!("sending {signal}: {e}") }),
+            Err(e) => {
+                Err(RuntimeError::Start { id: id.to_owned(), reason: format!("sending {signal}: {e}") })
+            }
         }
     }
 

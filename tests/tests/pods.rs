@@ -1,0 +1,629 @@
+//! The agent daemon end to end: `bramble-agent run` over a manifests directory, with real
+//! containers (libcontainer, shims, overlayfs, cgroups), real probes and a real HTTP server.
+//! Each test has its own agent, directories and pod names (`t<pid>-…`), so tests run side by
+//! side; a guard kills and cleans up everything an agent made, also when a test fails.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bramble_tests::{binary, busybox_layout, require_root, run, text};
+use serde_json::Value;
+
+/// One board: an agent process and its directories.
+struct Agent {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Agent {
+    fn new() -> Agent {
+        require_root();
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::create_dir_all(dir.path().join("manifests")).expect("manifests dir");
+        let agent = Agent { dir, child: None };
+        agent.import(&[]);
+        agent
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    fn import(&self, extra: &[&str]) {
+        let output = run(Command::new(binary("bramble-agent"))
+            .args(["image", "--state-dir"])
+            .arg(self.state())
+            .arg("import")
+            .arg(busybox_layout())
+            .args(extra));
+        assert!(output.status.success(), "{:?}", text(&output));
+    }
+
+    fn start(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("agent log");
+        let child = Command::new(binary("bramble-agent"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--manifests")
+            .arg(self.manifests())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the agent");
+        self.child = Some(child);
+    }
+
+    fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Writes a manifest the way editors and `kubectl apply` tools do: a new file renamed in.
+    fn apply(&self, file: &str, yaml: &str) {
+        let temp = self.manifests().join(format!(".{file}.tmp"));
+        fs::write(&temp, yaml).expect("write manifest");
+        fs::rename(&temp, self.manifests().join(file)).expect("rename manifest");
+    }
+
+    fn delete(&self, file: &str) {
+        fs::remove_file(self.manifests().join(file)).expect("remove manifest");
+    }
+
+    fn status(&self) -> Value {
+        let output = run(Command::new(binary("bramble-agent"))
+            .arg("status")
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .args(["-o", "json"]));
+        assert!(output.status.success(), "{:?}", text(&output));
+        serde_json::from_slice(&output.stdout).expect("status is JSON")
+    }
+
+    fn pod(&self, name: &str) -> Option<Value> {
+        self.status()["pods"].as_array()?.iter().find(|p| p["name"] == name).cloned()
+    }
+
+    /// Waits until pod `name`'s status satisfies `ok`, and returns that status.
+    fn wait_pod(&self, name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let pod = self.pod(name).unwrap_or(Value::Null);
+            if ok(&pod) {
+                return pod;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod {name}: waited 60 s for {what}; status: {pod:#}\nagent log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_gone(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.pod(name).is_some() {
+            assert!(Instant::now() < deadline, "pod {name} still there; agent log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Everything the shims of this board started: (shim pid, container pid).
+    fn shims(&self) -> Vec<(i32, i32)> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(self.run_dir().join("containers")).into_iter().flatten().flatten() {
+            if let Ok(bytes) = fs::read(entry.path().join("shim.json"))
+                && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+            {
+                let pid = |k: &str| v[k].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+                found.push((pid("shim_pid"), pid("container_pid")));
+            }
+        }
+        found
+    }
+
+    /// What a reboot leaves: no processes, no mounts, an empty run directory.
+    fn reboot(&mut self) {
+        self.power_off();
+        fs::remove_dir_all(self.run_dir()).expect("clear the run directory");
+    }
+
+    /// Kills the agent, the shims and the containers, and unmounts the containers' roots.
+    fn power_off(&mut self) {
+        self.kill_9();
+        for (shim, container) in self.shims() {
+            kill(shim);
+            kill(container);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        self.unmount_all();
+    }
+
+    fn unmount_all(&self) {
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let run = self.run_dir().display().to_string();
+        for line in mounts.lines() {
+            if let Some(target) = line.split(' ').nth(1).filter(|t| t.starts_with(&run)) {
+                let _ = Command::new("umount").arg("-l").arg(target).status();
+            }
+        }
+    }
+
+    /// The pod uids this board has records or containers of.
+    fn uids(&self) -> Vec<String> {
+        let mut uids: Vec<String> = fs::read_dir(self.state().join("pods"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_owned))
+            .collect();
+        for entry in fs::read_dir(self.run_dir().join("containers")).into_iter().flatten().flatten() {
+            if let Some((uid, _)) = entry.file_name().to_str().and_then(|n| n.split_once('_')) {
+                uids.push(uid.to_owned());
+            }
+        }
+        uids
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let uids = self.uids();
+        self.power_off();
+        for uid in uids {
+            for group in cgroup_dirs(&uid) {
+                for child in fs::read_dir(&group).into_iter().flatten().flatten() {
+                    if child.path().is_dir() {
+                        let _ = fs::remove_dir(child.path());
+                    }
+                }
+                let _ = fs::remove_dir(&group);
+            }
+        }
+    }
+}
+
+fn kill(pid: i32) {
+    if pid > 1 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+fn alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The cgroup directories of pod `uid`, in every hierarchy.
+fn cgroup_dirs(uid: &str) -> Vec<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path().join("bramble").join(uid))
+        .chain([Path::new("/sys/fs/cgroup/bramble").join(uid)])
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// A name unique to this test process.
+fn name(base: &str) -> String {
+    format!("t{}-{base}", std::process::id())
+}
+
+/// A TCP port nobody uses right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn container(pod: &Value, i: usize) -> &Value {
+    &pod["containers"][i]
+}
+
+fn running_pid(pod: &Value, i: usize) -> Option<i64> {
+    container(pod, i)["state"]["running"]["pid"].as_i64()
+}
+
+fn pod_yaml(name: &str, spec: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+fn httpd_pod(name: &str, port: u16) -> String {
+    pod_yaml(
+        name,
+        &format!(
+            "  terminationGracePeriodSeconds: 2
+  containers:
+  - name: httpd
+    image: busybox:latest
+    command: [busybox, httpd, -f, -v, -p, \"{port}\", -h, /www]
+    ports:
+    - containerPort: {port}
+      hostPort: {port}
+    readinessProbe:
+      httpGet: {{path: /index.html, port: {port}}}
+      periodSeconds: 1
+"
+        ),
+    )
+}
+
+#[test]
+fn a_pod_serves_httpd_on_its_host_port_and_a_killed_container_is_restarted() {
+    let mut agent = Agent::new();
+    agent.start();
+    let pod = name("hello");
+    let port = free_port();
+    agent.apply("hello.yaml", &httpd_pod(&pod, port));
+    let status = agent.wait_pod(&pod, "ready", |p| p["ready"] == true);
+    assert_eq!(status["phase"], "Running");
+    let answer = http_get(port, "/").expect("httpd answers");
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("hello from bramble"), "{answer}");
+
+    let first = running_pid(&status, 0).expect("a pid");
+    kill(i32::try_from(first).expect("pid"));
+    let status =
+        agent.wait_pod(&pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true);
+    let second = running_pid(&status, 0).expect("a pid");
+    assert_ne!(first, second);
+    assert_eq!(container(&status, 0)["lastState"]["exitCode"], 137);
+    assert!(http_get(port, "/").is_some_and(|a| a.contains("hello from bramble")));
+
+    // The output of both runs, through the logs command.
+    let output = run(Command::new(binary("bramble-agent"))
+        .arg("logs")
+        .arg("--state-dir")
+        .arg(agent.state())
+        .arg(&pod)
+        .args(["--tail", "1"]));
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("response:200"), "{stdout}");
+    let table = run(Command::new(binary("bramble-agent"))
+        .arg("status")
+        .arg("--state-dir")
+        .arg(agent.state())
+        .arg("--run-dir")
+        .arg(agent.run_dir()));
+    let (table, _) = text(&table);
+    let row = table.lines().find(|l| l.contains(&pod)).expect("a row for the pod");
+    assert!(row.contains("Running") && row.contains("1/1") && row.contains("137 (Error)"), "{table}");
+}
+
+#[test]
+fn a_removed_manifest_stops_and_cleans_its_pod() {
+    let mut agent = Agent::new();
+    agent.start();
+    let pod = name("gone");
+    let port = free_port();
+    let yaml = httpd_pod(&pod, port)
+        .replace("  containers:\n", "  volumes:\n  - name: scratch\n    emptyDir: {}\n  containers:\n")
+        + "    volumeMounts:\n    - {name: scratch, mountPath: /scratch}\n";
+    agent.apply("gone.yaml", &yaml);
+    let status = agent.wait_pod(&pod, "ready", |p| p["ready"] == true);
+    let pid = running_pid(&status, 0).expect("a pid");
+    let uid = status["uid"].as_str().expect("uid").to_owned();
+    let id = format!("{uid}_httpd");
+    assert!(!cgroup_dirs(&uid).is_empty(), "the pod has cgroups while it runs");
+    assert!(agent.state().join("volumes").join(&uid).join("scratch").is_dir());
+
+    agent.delete("gone.yaml");
+    agent.wait_gone(&pod);
+    // busybox httpd as PID 1 ignores SIGTERM: the agent had to SIGKILL it after 2 s.
+    assert!(agent.log().contains("still running after its grace period: SIGKILL"), "{}", agent.log());
+    assert!(!alive(pid), "process {pid} is left");
+    assert!(agent.shims().is_empty(), "shim files are left");
+    let mounts = fs::read_to_string("/proc/self/mounts").expect("mounts");
+    assert!(!mounts.contains(&agent.run_dir().display().to_string()), "a mount is left:\n{mounts}");
+    assert_eq!(cgroup_dirs(&uid), Vec::<PathBuf>::new(), "cgroups are left");
+    for left in [
+        agent.run_dir().join("containers").join(&id),
+        agent.run_dir().join("libcontainer").join(&id),
+        agent.state().join("containers").join(&id),
+        agent.state().join("logs").join(format!("{id}.log")),
+        agent.state().join("pods").join(format!("{uid}.json")),
+        agent.state().join("volumes").join(&uid),
+    ] {
+        assert!(!left.exists(), "{} is left", left.display());
+    }
+    assert!(http_get(port, "/").is_none(), "the port still answers");
+}
+
+#[test]
+fn agent_kill_9_adopts_its_containers_and_a_reboot_brings_them_back() {
+    let mut agent = Agent::new();
+    agent.start();
+    let signals = agent.dir.path().join("signals");
+    fs::create_dir_all(&signals).expect("signals dir");
+    let (sleeper, quitter) = (name("sleeper"), name("quitter"));
+    agent.apply(
+        "sleeper.yaml",
+        &pod_yaml(
+            &sleeper,
+            "  containers:\n  - name: c\n    image: busybox:latest\n    command: [sleep, \"1000\"]\n",
+        ),
+    );
+    let quit = format!(
+        "  restartPolicy: Never
+  volumes:
+  - name: signals
+    hostPath: {{path: {}}}
+  containers:
+  - name: c
+    image: busybox:latest
+    command: [sh, -c, 'while [ ! -e /signals/go ]; do sleep 0.1; done; exit 7']
+    volumeMounts:
+    - {{name: signals, mountPath: /signals}}
+",
+        signals.display()
+    );
+    agent.apply("quitter.yaml", &pod_yaml(&quitter, &quit));
+    let before = agent.wait_pod(&sleeper, "running", |p| running_pid(p, 0).is_some());
+    agent.wait_pod(&quitter, "running", |p| running_pid(p, 0).is_some());
+    let pid = running_pid(&before, 0).expect("pid");
+
+    // The agent dies; the containers do not. One of them ends while no agent runs.
+    agent.kill_9();
+    fs::write(signals.join("go"), b"").expect("signal");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(pid));
+    agent.start();
+    let after = agent.wait_pod(&quitter, "its exit code", |p| {
+        container(p, 0)["state"]["terminated"]["exitCode"].is_number()
+    });
+    assert_eq!(container(&after, 0)["state"]["terminated"]["exitCode"], 7, "{after:#}");
+    assert_eq!(after["phase"], "Failed");
+    let adopted = agent.wait_pod(&sleeper, "running", |p| running_pid(p, 0).is_some());
+    assert_eq!(running_pid(&adopted, 0), Some(pid), "the same process, adopted");
+    assert_eq!(container(&adopted, 0)["restartCount"], 0);
+    let starts = agent.log().matches(&format!("pod default/{sleeper}: container c: started")).count();
+    assert_eq!(starts, 1, "no second start:\n{}", agent.log());
+
+    // A reboot: every process gone, the run directory empty. The pods come back.
+    agent.reboot();
+    agent.start();
+    let back = agent.wait_pod(&sleeper, "running again", |p| running_pid(p, 0).is_some());
+    assert_ne!(running_pid(&back, 0), Some(pid));
+    assert_eq!(container(&back, 0)["lastState"]["reason"], "Lost");
+    let still = agent.pod(&quitter).expect("the quitter is still known");
+    assert_eq!(
+        container(&still, 0)["state"]["terminated"]["exitCode"],
+        7,
+        "restartPolicy Never holds across reboot"
+    );
+}
+
+#[test]
+fn failing_probes_restart_or_mark_not_ready_with_their_reason() {
+    let mut agent = Agent::new();
+    agent.start();
+    let (live, ready, missing) = (name("live"), name("ready"), name("missing"));
+    agent.apply(
+        "live.yaml",
+        &pod_yaml(
+            &live,
+            "  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    command: [sh, -c, 'touch /tmp/healthy; sleep 2; rm /tmp/healthy; sleep 1000']
+    livenessProbe:
+      exec: {command: [cat, /tmp/healthy]}
+      periodSeconds: 1
+      failureThreshold: 2
+",
+        ),
+    );
+    agent.apply(
+        "ready.yaml",
+        &pod_yaml(
+            &ready,
+            "  containers:
+  - name: c
+    image: busybox:latest
+    command: [sleep, \"1000\"]
+    readinessProbe:
+      exec: {command: [sh, -c, 'test -e /tmp/ready']}
+      periodSeconds: 1
+",
+        ),
+    );
+    agent.apply(
+        "missing.yaml",
+        &pod_yaml(
+            &missing,
+            "  containers:
+  - name: c
+    image: busybox:latest
+    command: [sleep, \"1000\"]
+    readinessProbe:
+      exec: {command: [/no/such/binary]}
+      periodSeconds: 1
+",
+        ),
+    );
+    let restarted = agent.wait_pod(&live, "a liveness restart", |p| {
+        container(p, 0)["restartCount"].as_u64().is_some_and(|n| n >= 1) && running_pid(p, 0).is_some()
+    });
+    assert!(agent.log().contains("liveness probe failed"), "{}", agent.log());
+    assert_eq!(restarted["phase"], "Running");
+
+    let not_ready = agent.wait_pod(&ready, "a failed readiness probe", |p| {
+        p["message"].as_str().is_some_and(|m| m.contains("readiness probe failed"))
+    });
+    assert_eq!(not_ready["ready"], false);
+    assert_eq!(not_ready["phase"], "Running");
+    assert!(running_pid(&not_ready, 0).is_some(), "readiness never restarts");
+    assert_eq!(container(&not_ready, 0)["restartCount"], 0);
+    // Once the check passes, the pod is ready.
+    let pid = running_pid(&not_ready, 0).expect("pid");
+    fs::write(format!("/proc/{pid}/root/tmp/ready"), b"").expect("make it ready");
+    agent.wait_pod(&ready, "ready", |p| p["ready"] == true);
+
+    let no_binary = agent.wait_pod(&missing, "the probe's reason", |p| p["message"].is_string());
+    let message = no_binary["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("readiness probe failed")
+            && message.contains("/no/such/binary")
+            && message.contains("not found"),
+        "{message}"
+    );
+    assert_eq!(no_binary["ready"], false);
+}
+
+/// The limits, as the kernel has them: cgroup v1 or v2 files.
+fn cgroup_value(uid: &str, container: &str, v1: (&str, &str), v2: &str) -> String {
+    let v1_path = Path::new("/sys/fs/cgroup").join(v1.0).join("bramble").join(uid).join(container).join(v1.1);
+    let v2_path = Path::new("/sys/fs/cgroup/bramble").join(uid).join(container).join(v2);
+    fs::read_to_string(&v1_path)
+        .or_else(|_| fs::read_to_string(&v2_path))
+        .unwrap_or_else(|e| panic!("neither {} nor {}: {e}", v1_path.display(), v2_path.display()))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn limits_reach_the_cgroup_and_an_oom_kill_is_reported() {
+    let mut agent = Agent::new();
+    agent.start();
+    let (limited, hungry) = (name("limited"), name("hungry"));
+    agent.apply(
+        "limited.yaml",
+        &pod_yaml(
+            &limited,
+            "  containers:
+  - name: c
+    image: busybox:latest
+    command: [sleep, \"1000\"]
+    resources:
+      limits: {cpu: 250m, memory: 32Mi}
+",
+        ),
+    );
+    agent.apply(
+        "hungry.yaml",
+        &pod_yaml(
+            &hungry,
+            "  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:latest
+    command: [dd, if=/dev/zero, of=/dev/null, bs=64M, count=1]
+    resources:
+      limits: {memory: 16Mi}
+",
+        ),
+    );
+    let status = agent.wait_pod(&limited, "running", |p| running_pid(p, 0).is_some());
+    let uid = status["uid"].as_str().expect("uid");
+    let memory = cgroup_value(uid, "c", ("memory", "memory.limit_in_bytes"), "memory.max");
+    assert_eq!(memory, "33554432");
+    let cpu = cgroup_value(uid, "c", ("cpu", "cpu.cfs_quota_us"), "cpu.max");
+    assert!(cpu == "25000" || cpu == "25000 100000", "{cpu}");
+
+    let oom = agent.wait_pod(&hungry, "its end", |p| container(p, 0)["state"]["terminated"].is_object());
+    let terminated = &container(&oom, 0)["state"]["terminated"];
+    assert_eq!(
+        (terminated["exitCode"].as_i64(), terminated["reason"].as_str()),
+        (Some(137), Some("OOMKilled"))
+    );
+}
+
+#[test]
+fn bad_input_gives_one_clear_reason_each() {
+    let mut agent = Agent::new();
+    agent.import(&["--name", "broken:1"]);
+    // A corrupt store: the layer of broken:1 (shared with busybox:latest here, so this board
+    // runs no busybox pod) vanishes from under it.
+    for layer in fs::read_dir(agent.state().join("images/layers")).expect("layers").flatten() {
+        fs::remove_dir_all(layer.path()).expect("remove a layer");
+    }
+    agent.start();
+    let taken = TcpListener::bind("0.0.0.0:0").expect("hold a port");
+    let port = taken.local_addr().expect("addr").port();
+    let (no_image, broken, greedy, clash) = (name("noimage"), name("broken"), name("greedy"), name("clash"));
+    let simple = |image: &str, extra: &str| {
+        format!("  containers:\n  - name: c\n    image: {image}\n    command: [sleep, \"1000\"]\n{extra}")
+    };
+    agent.apply("noimage.yaml", &pod_yaml(&no_image, &simple("busybox:9.99", "")));
+    agent.apply("broken.yaml", &pod_yaml(&broken, &simple("broken:1", "")));
+    agent.apply(
+        "greedy.yaml",
+        &pod_yaml(&greedy, &simple("busybox:9.99", "    resources:\n      limits: {memory: 64Ti}\n")),
+    );
+    agent.apply(
+        "clash.yaml",
+        &pod_yaml(
+            &clash,
+            &simple("broken:1", &format!("    ports:\n    - {{containerPort: {port}, hostPort: {port}}}\n")),
+        ),
+    );
+    agent.apply(
+        "bad.yaml",
+        &pod_yaml("bad", &simple("busybox", "    resources:\n      limits: {memory: 12XB}\n")),
+    );
+
+    let expect = [
+        (&no_image, "ImageNotPresent", "image busybox:9.99 is not in this board's image store".to_owned()),
+        (&broken, "ImageCorrupt", "layer".to_owned()),
+        (&greedy, "InsufficientMemory", "ask for 64.0Ti of memory".to_owned()),
+        (&clash, "HostPortInUse", format!("hostPort {port}/TCP is already in use on this board")),
+    ];
+    for (pod, reason, words) in &expect {
+        let status = agent.wait_pod(pod, reason, |p| p["reason"] == *reason);
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words.as_str()), "{pod}: {message}");
+        assert_eq!(status["phase"], "Pending");
+        assert_eq!(container(&status, 0)["state"]["waiting"]["reason"], *reason);
+    }
+    let errors = agent.status()["manifestErrors"].clone();
+    let error = errors[0].as_str().unwrap_or_default();
+    assert!(error.contains("bad.yaml") && error.contains("invalid quantity \"12XB\""), "{errors:#}");
+    // Retries happen (with backoff), yet each reason is logged once, and nothing ran.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = agent.log();
+    for (pod, reason, _) in &expect {
+        let lines = log.lines().filter(|l| l.contains(pod.as_str()) && l.contains(reason)).count();
+        assert_eq!(lines, 1, "{pod}: {reason} logged {lines} times:\n{log}");
+    }
+    assert_eq!(log.lines().filter(|l| l.contains("12XB")).count(), 1, "{log}");
+    assert!(agent.shims().is_empty(), "a container was made");
+    assert!(!agent.run_dir().join("containers").read_dir().is_ok_and(|mut d| d.next().is_some()));
+    drop(taken);
+}
