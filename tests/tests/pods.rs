@@ -21,10 +21,25 @@ struct Agent {
 
 impl Agent {
     fn new() -> Agent {
+        Agent::with_state_on(None)
+    }
+
+    /// An agent whose state directory is a tmpfs of `size` (a small disk that can fill up), or
+    /// a plain directory.
+    fn with_state_on(size: Option<&str>) -> Agent {
         require_root();
         let dir = tempfile::tempdir().expect("temp dir");
         fs::create_dir_all(dir.path().join("manifests")).expect("manifests dir");
         let agent = Agent { dir, child: None };
+        if let Some(size) = size {
+            fs::create_dir_all(agent.state()).expect("state dir");
+            let mounted = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "bramble-test-state"])
+                .arg(agent.state())
+                .status()
+                .expect("mount");
+            assert!(mounted.success());
+        }
         agent.import(&[]);
         agent
     }
@@ -166,11 +181,13 @@ impl Agent {
         self.unmount_all();
     }
 
+    /// Unmounts the containers' roots (and the state tmpfs), newest first.
     fn unmount_all(&self) {
         let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
         let run = self.run_dir().display().to_string();
-        for line in mounts.lines() {
-            if let Some(target) = line.split(' ').nth(1).filter(|t| t.starts_with(&run)) {
+        let state = self.state().display().to_string();
+        for line in mounts.lines().rev() {
+            if let Some(target) = line.split(' ').nth(1).filter(|t| t.starts_with(&run) || *t == state) {
                 let _ = Command::new("umount").arg("-l").arg(target).status();
             }
         }
@@ -626,4 +643,47 @@ fn bad_input_gives_one_clear_reason_each() {
     assert!(agent.shims().is_empty(), "a container was made");
     assert!(!agent.run_dir().join("containers").read_dir().is_ok_and(|mut d| d.next().is_some()));
     drop(taken);
+}
+
+#[test]
+fn a_full_state_disk_is_a_clear_reason_and_corrupts_no_state() {
+    let mut agent = Agent::with_state_on(Some("48m"));
+    agent.start();
+    let (first, second) = (name("first"), name("second"));
+    let sleeper = |n: &str| {
+        pod_yaml(n, "  containers:\n  - name: c\n    image: busybox:latest\n    command: [sleep, \"1000\"]\n")
+    };
+    agent.apply("first.yaml", &sleeper(&first));
+    let before = agent.wait_pod(&first, "running", |p| running_pid(p, 0).is_some());
+    let uid = before["uid"].as_str().expect("uid").to_owned();
+
+    // Fill the disk to the last byte.
+    let filler = agent.state().join("filler");
+    let mut file = fs::File::create(&filler).expect("filler");
+    let chunk = vec![0u8; 1 << 20];
+    while file.write_all(&chunk).is_ok() {}
+    drop(file);
+
+    agent.apply("second.yaml", &sleeper(&second));
+    let full = agent.wait_pod(&second, "StateDiskFull", |p| p["reason"] == "StateDiskFull");
+    let message = full["message"].as_str().unwrap_or_default();
+    assert!(message.contains("the state disk") && message.contains("free"), "{message}");
+    // The running pod's end cannot be recorded now: its record stays whole (the old one).
+    kill(i32::try_from(running_pid(&before, 0).expect("pid")).expect("pid"));
+    agent.wait_pod(&first, "StateDiskFull on restart", |p| p["reason"] == "StateDiskFull");
+    let record = fs::read(agent.state().join("pods").join(format!("{uid}.json"))).expect("record");
+    let record: Value = serde_json::from_slice(&record).expect("the record is whole JSON");
+    assert_eq!(record["uid"], uid.as_str());
+    let log = agent.log();
+    assert_eq!(
+        log.lines().filter(|l| l.contains(&second) && l.contains("StateDiskFull")).count(),
+        1,
+        "{log}"
+    );
+
+    // Space again: both run.
+    fs::remove_file(&filler).expect("remove filler");
+    agent.wait_pod(&second, "running", |p| running_pid(p, 0).is_some());
+    let after = agent.wait_pod(&first, "running again", |p| running_pid(p, 0).is_some());
+    assert_eq!(container(&after, 0)["restartCount"], 1);
 }

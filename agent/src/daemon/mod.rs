@@ -43,6 +43,9 @@ const MANIFEST_POLL_MS: u64 = 1000;
 const MAX_SLEEP_MS: u64 = 1000;
 /// The grace period of a container nobody declared (no record to say otherwise).
 const ORPHAN_GRACE_MS: u64 = 30_000;
+/// The state disk must keep this much free for a container to start (its writable layer, its
+/// log and the pod's records live there).
+const MIN_FREE_STATE_BYTES: u64 = 16 << 20;
 /// How many ends of each container status remembers.
 const HISTORY: usize = 8;
 
@@ -443,11 +446,23 @@ impl Daemon {
         }
     }
 
-    fn save(&self, uid: &str) {
-        if let Some(record) = self.records.get(uid)
-            && let Err(e) = self.pods.save(record)
-        {
-            log(format!("pod {}/{}: cannot record its state: {e}", record.namespace, record.name));
+    /// Writes a pod's record; a failure (a full disk) keeps the old file whole, is logged once,
+    /// and the next change tries again.
+    fn save(&mut self, uid: &str) {
+        let Some(record) = self.records.get(uid) else { return };
+        let key = format!("record {uid}");
+        match self.pods.save(record) {
+            Ok(()) => {
+                self.logged.remove(&key);
+            }
+            Err(e) => {
+                let message =
+                    format!("pod {}/{}: cannot record its state: {e}", record.namespace, record.name);
+                if self.logged.get(&key) != Some(&message) {
+                    log(&message);
+                    self.logged.insert(key, message);
+                }
+            }
         }
     }
 
@@ -555,6 +570,7 @@ impl Daemon {
                 ),
             ));
         }
+        self.check_state_disk().map_err(|e| ("StateDiskFull", e))?;
         self.check_host_ports(pod, container).map_err(|e| ("HostPortInUse", e))?;
         let image = match self.images.get(&container.image) {
             Ok(Some(image)) => image,
@@ -633,6 +649,23 @@ impl Daemon {
             });
         }
         Ok(binds)
+    }
+
+    fn check_state_disk(&self) -> Result<(), String> {
+        let dir = &self.options.state_dir;
+        let stats = nix::sys::statvfs::statvfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // Both are 32-bit on armv7 boards and 64-bit here.
+        #[allow(clippy::useless_conversion)]
+        let free = u64::from(stats.blocks_available()).saturating_mul(u64::from(stats.fragment_size()));
+        if free < MIN_FREE_STATE_BYTES {
+            return Err(format!(
+                "the state disk ({}) has {} free; a container needs at least {}",
+                dir.display(),
+                human_bytes(free),
+                human_bytes(MIN_FREE_STATE_BYTES)
+            ));
+        }
+        Ok(())
     }
 
     /// A hostPort another process holds (by binding it for a moment) is refused, naming the

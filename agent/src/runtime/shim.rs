@@ -4,13 +4,13 @@
 //! (a child hung on an allocator lock). So the agent starts this fresh, single-threaded process
 //! instead, which forks once to detach (the agent's death must not end the container), creates
 //! and starts the container, reports its pid, then copies its output to a capped log, reaps it,
-//! and records how it ended in `exit.json` where a restarted agent finds it.
+//! and records how it ended in `exit.json` where a restarted agent finds it. It stays
+//! single-threaded throughout.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -125,15 +125,13 @@ fn supervise(args: &ShimArgs, ready: OwnedFd) -> i32 {
     report(&mut ready, Ok(pid.as_raw()));
     drop(ready);
 
-    // From here on threads are fine: the container exists.
-    let log = Arc::new(Mutex::new(RotatingLog::open(&args.log, args.log_max_bytes)));
-    let copier = {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || copy_output(out_read, &log))
-    };
+    // One thread does it all (no copier thread: a shim per container must stay small). The
+    // output ends when every process of the container is gone (they die with its init, the
+    // pid namespace's first process), and then the container is reaped.
+    let mut log = RotatingLog::open(&args.log, args.log_max_bytes);
+    copy_output(out_read, &mut log);
     let mut exit = wait_for(pid);
     exit.oom_killed = oom_killed(&args.bundle);
-    let _ = copier.join();
     let _ = container.delete(true);
     let exit_bytes = serde_json::to_vec(&exit).expect("plain data serializes");
     let written = write_atomic(&args.status_dir.join(EXIT_INFO), &exit_bytes);
@@ -167,17 +165,14 @@ fn detach_stdio() {
     }
 }
 
-fn copy_output(pipe: OwnedFd, log: &Mutex<RotatingLog>) {
+fn copy_output(pipe: OwnedFd, log: &mut RotatingLog) {
     let mut pipe = File::from(pipe);
     let mut buf = [0u8; 8192];
     loop {
         match pipe.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Ok(mut log) = log.lock() {
-                    log.write(&buf[..n]);
-                }
-            }
+            Ok(n) => log.write(&buf[..n]),
         }
     }
 }
