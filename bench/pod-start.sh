@@ -51,6 +51,7 @@ scripts/build-busybox-image.sh "$work/image" >/dev/null
 mkdir -p "$work/manifests"
 "$agent" run --state-dir "$work/state" --run-dir "$run_dir" --manifests "$work/manifests" 2>"$work/agent.log" &
 agent_pid=$!
+disown "$agent_pid"
 
 pod() { # name
   printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: busybox:latest\n    command: [sleep, "100000"]\n' "$1"
