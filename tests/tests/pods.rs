@@ -687,3 +687,31 @@ fn a_full_state_disk_is_a_clear_reason_and_corrupts_no_state() {
     let after = agent.wait_pod(&first, "running again", |p| running_pid(p, 0).is_some());
     assert_eq!(container(&after, 0)["restartCount"], 1);
 }
+
+#[test]
+fn a_container_nobody_declares_is_stopped_and_removed() {
+    let mut agent = Agent::new();
+    agent.start();
+    let pod = name("stray");
+    let spec = "  containers:\n  - name: c\n    image: busybox:latest\n    command: [sleep, \"1000\"]\n";
+    agent.apply("stray.yaml", &pod_yaml(&pod, spec));
+    let status = agent.wait_pod(&pod, "running", |p| running_pid(p, 0).is_some());
+    let pid = running_pid(&status, 0).expect("pid");
+    let uid = status["uid"].as_str().expect("uid").to_owned();
+
+    // While the agent is down, its manifest and its record go: the container is nobody's.
+    agent.kill_9();
+    agent.delete("stray.yaml");
+    fs::remove_file(agent.state().join("pods").join(format!("{uid}.json"))).expect("remove the record");
+    agent.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alive(pid) || !agent.shims().is_empty() || !cgroup_dirs(&uid).is_empty() {
+        assert!(Instant::now() < deadline, "the stray container stays; agent log:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Without a record, the grace period is Kubernetes' default: SIGTERM, then SIGKILL.
+    let log = agent.log();
+    assert!(log.contains(&format!("container {uid}_c: stopping (SIGTERM)")), "{log}");
+    assert!(!agent.run_dir().join("containers").join(format!("{uid}_c")).exists());
+    assert!(!agent.state().join("containers").join(format!("{uid}_c")).exists());
+}

@@ -34,13 +34,15 @@ fn a_bad_manifest_fails_naming_file_document_object_and_field() {
         "{good}---\n{}",
         good.replace("name: hello", "name: hello-2").replace("memory: 16Mi", "memory: 12XB")
     );
+    // The line the mistake is really on, whatever hello.yaml looks like.
+    let line = bad.lines().position(|l| l.contains("12XB")).expect("the mistake") + 1;
     let path = dir.path().join("web.yaml");
     fs::write(&path, bad).expect("write");
     let shown = path.display().to_string();
     let (code, stdout, _) = bramble(&["validate", "-f", &shown]);
     assert_eq!(code, 1, "{stdout}");
     let want = format!(
-        "error: {shown}: document 2: pod \"hello-2\": spec.containers[0].resources.limits.memory: invalid quantity \"12XB\" (line 50)\n"
+        "error: {shown}: document 2: pod \"hello-2\": spec.containers[0].resources.limits.memory: invalid quantity \"12XB\" (line {line})\n"
     );
     assert!(stdout.contains(&want), "wanted {want}in\n{stdout}");
     assert!(
