@@ -83,7 +83,7 @@ fn show(state_dir: &Path, args: &LogsArgs) -> Result<(), String> {
         return Ok(());
     }
     drop(out);
-    follow(&path, || store.find(&args.namespace, &args.pod).is_some_and(|r| r.uid == record.uid))
+    follow(&path, || store.exists(&record.uid))
 }
 
 fn join(names: &[&String]) -> String {

@@ -37,11 +37,11 @@ impl ManifestDir {
         let mut files: Fingerprint = entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| is_manifest(p))
-            .map(|p| {
-                let meta = fs::metadata(&p).ok();
-                let modified = meta.as_ref().and_then(|m| m.modified().ok());
-                (p, modified, meta.map_or(0, |m| m.len()))
+            .filter(|p| is_manifest_name(p))
+            .filter_map(|p| {
+                // One stat per file, following symlinks (a manifest may be a link).
+                let meta = fs::metadata(&p).ok().filter(|m| m.is_file())?;
+                Some((p, meta.modified().ok(), meta.len()))
             })
             .collect();
         files.sort();
@@ -88,10 +88,10 @@ impl ManifestDir {
     }
 }
 
-fn is_manifest(path: &Path) -> bool {
+fn is_manifest_name(path: &Path) -> bool {
     let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
-    !hidden && path.is_file() && matches!(ext, "yaml" | "yml" | "json")
+    !hidden && matches!(ext, "yaml" | "yml" | "json")
 }
 
 #[cfg(test)]

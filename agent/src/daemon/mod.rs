@@ -158,8 +158,9 @@ impl Daemon {
         }
         let mut records = BTreeMap::new();
         for mut record in loaded {
-            record.adopt_boot(&boot_id);
-            if let Err(e) = pods.save(&record) {
+            if record.adopt_boot(&boot_id)
+                && let Err(e) = pods.save(&record)
+            {
                 log(format!("pod {}/{}: cannot record: {e}", record.namespace, record.name));
             }
             records.insert(record.uid.clone(), record);
@@ -236,12 +237,14 @@ impl Daemon {
             self.read_manifests();
             self.next_scan_ms = now + MANIFEST_POLL_MS;
         }
-        let observed = self.observe(now);
+        let mut observed = self.observe(now);
         let plan = reconcile::plan(&self.desired, &observed, now);
-        for action in plan.actions {
-            self.execute(action, now);
+        if !plan.actions.is_empty() {
+            for action in plan.actions {
+                self.execute(action, now);
+            }
+            observed = self.observe(now_ms());
         }
-        let observed = self.observe(now_ms());
         self.start_probes(&observed, now_ms());
         let report = self.status(&observed);
         if let Err(e) = status::write(&self.options.run_dir, &report) {
@@ -331,7 +334,8 @@ impl Daemon {
 
     fn observe_container(&mut self, uid: &str, name: &str, id: &str, now: u64) -> Option<ObservedContainer> {
         let status = self.runtime.status(id);
-        let has_dir = self.runtime.paths(id).status_dir.exists();
+        // A directory without shim files: a start cut off midway, to be cleaned up.
+        let has_dir = || self.runtime.paths(id).status_dir.exists();
         let Some(record) = self.records.get_mut(uid) else {
             // Nobody declared it: report it so the plan stops and removes it.
             let state = match status {
@@ -342,7 +346,7 @@ impl Daemon {
                 ContainerStatus::Lost(_) => {
                     ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 }
                 }
-                ContainerStatus::Absent if has_dir => {
+                ContainerStatus::Absent if has_dir() => {
                     ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 }
                 }
                 ContainerStatus::Absent => return None,
@@ -394,7 +398,7 @@ impl Daemon {
                     finished_ms: e.finished_ms,
                     ran_ms: e.ran_ms,
                 },
-                (None, None) if has_dir => {
+                (None, None) if has_dir() => {
                     ContainerState::Exited { exit_code: 255, finished_ms: 0, ran_ms: 0 }
                 }
                 (None, None) => return None,
@@ -786,15 +790,16 @@ impl Daemon {
         for uid in uids {
             let desired = self.desired.iter().find(|p| p.uid == uid);
             let record = self.records.get(uid);
-            let (namespace, name) = match (desired, record) {
-                (Some(d), _) => (d.namespace.clone(), d.name.clone()),
-                (None, Some(r)) => (r.namespace.clone(), r.name.clone()),
+            let (namespace, name, names): (String, String, Vec<String>) = match (desired, record) {
+                (Some(d), _) => (
+                    d.namespace.clone(),
+                    d.name.clone(),
+                    d.spec.containers.iter().map(|c| c.name.clone()).collect(),
+                ),
+                (None, Some(r)) => {
+                    (r.namespace.clone(), r.name.clone(), r.containers.keys().cloned().collect())
+                }
                 (None, None) => continue,
-            };
-            let names: Vec<String> = match (desired, record) {
-                (Some(d), _) => d.spec.containers.iter().map(|c| c.name.clone()).collect(),
-                (None, Some(r)) => r.containers.keys().cloned().collect(),
-                (None, None) => Vec::new(),
             };
             let seen = observed.iter().find(|o| o.uid == uid);
             let mut containers = Vec::new();

@@ -64,10 +64,11 @@ pub struct StartFailure {
 
 impl PodRecord {
     /// Makes the record's times fit boot `boot_id`: after a reboot the old boot's times mean
-    /// nothing, so they become "long ago", and a process that was running is gone.
-    pub fn adopt_boot(&mut self, boot_id: &str) {
+    /// nothing, so they become "long ago", and a process that was running is gone. Says
+    /// whether anything changed.
+    pub fn adopt_boot(&mut self, boot_id: &str) -> bool {
         if self.boot_id == boot_id {
-            return;
+            return false;
         }
         self.boot_id = boot_id.to_owned();
         for c in self.containers.values_mut() {
@@ -87,6 +88,7 @@ impl PodRecord {
                 failure.failed_ms = 0;
             }
         }
+        true
     }
 }
 
@@ -139,6 +141,11 @@ impl PodStore {
         }
     }
 
+    /// Whether pod `uid` still has a record (it has not been removed).
+    pub fn exists(&self, uid: &str) -> bool {
+        self.path(uid).exists()
+    }
+
     /// Finds the record of pod `name` in `namespace`.
     pub fn find(&self, namespace: &str, name: &str) -> Option<PodRecord> {
         self.load_all().0.into_iter().find(|r| r.namespace == namespace && r.name == name)
@@ -163,9 +170,9 @@ mod tests {
             )]),
         };
         let same = record.clone();
-        record.adopt_boot("a");
+        assert!(!record.adopt_boot("a"));
         assert_eq!(record, same);
-        record.adopt_boot("b");
+        assert!(record.adopt_boot("b"));
         let c = &record.containers["c"];
         assert_eq!(c.running_since_ms, None);
         let exit = c.last_exit.as_ref().expect("a lost exit");
