@@ -79,3 +79,50 @@ pub fn busybox_layout() -> PathBuf {
         })
         .clone()
 }
+
+/// A process started by a container's shim, as its `shim.json` records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimRecord {
+    /// The container id (the directory's name).
+    pub id: String,
+    pub shim_pid: i32,
+    pub container_pid: i32,
+}
+
+/// Every container under `run_dir/containers` whose shim wrote `shim.json`.
+pub fn shims(run_dir: &Path) -> Vec<ShimRecord> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(run_dir.join("containers")).into_iter().flatten().flatten() {
+        if let Ok(bytes) = std::fs::read(entry.path().join("shim.json"))
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        {
+            let pid = |k: &str| v[k].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+            found.push(ShimRecord {
+                id: entry.file_name().to_string_lossy().into_owned(),
+                shim_pid: pid("shim_pid"),
+                container_pid: pid("container_pid"),
+            });
+        }
+    }
+    found
+}
+
+/// SIGKILL to `pid`, if it is a real process id; gone already is fine.
+pub fn kill_9(pid: i32) {
+    if pid > 1 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// A cgroup setting of group `group` (relative to the hierarchy roots, e.g. `bramble/x/c`):
+/// the v1 file `(controller, file)` where this host has v1 controllers, else the v2 `file`.
+pub fn cgroup_setting(group: &str, v1: (&str, &str), v2: &str) -> String {
+    let root = Path::new("/sys/fs/cgroup");
+    let candidates = [root.join(v1.0).join(group).join(v1.1), root.join(group).join(v2)];
+    candidates
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| panic!("none of {candidates:?} exists"))
+        .trim()
+        .to_owned()
+}

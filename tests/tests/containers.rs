@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bramble_tests::{binary, busybox_layout, require_root, run, text};
+use bramble_tests::{binary, busybox_layout, cgroup_setting, kill_9, require_root, run, shims, text};
 
 /// A board's state and run directories with busybox imported; kills and cleans up whatever its
 /// containers left, even when the test fails.
@@ -65,10 +65,10 @@ impl Board {
 
 impl Drop for Board {
     fn drop(&mut self) {
+        let shims = shims(self.run.path());
         for id in &self.ids {
-            let shim = fs::read_to_string(self.status_file(id, "shim.json")).ok();
-            if let Some(pid) = shim.as_deref().and_then(serde_pid) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            for shim in shims.iter().filter(|s| &s.id == id) {
+                kill_9(shim.container_pid);
             }
             let rootfs = self.run.path().join("containers").join(id).join("bundle/rootfs");
             let _ = Command::new("umount").arg("-l").arg(&rootfs).status();
@@ -78,24 +78,6 @@ impl Drop for Board {
             }
         }
     }
-}
-
-fn serde_pid(shim_json: &str) -> Option<i64> {
-    let start = shim_json.find("\"container_pid\":")? + "\"container_pid\":".len();
-    shim_json[start..].trim_start().split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-}
-
-/// The first existing file among a cgroup v2 and a v1 name for the same setting.
-fn cgroup_setting(id: &str, v2: &str, v1: &str) -> String {
-    let cgroup = Board::cgroup(id);
-    let candidates =
-        [format!("/sys/fs/cgroup/{cgroup}/{v2}"), format!("/sys/fs/cgroup/{v1}").replace("{}", &cgroup)];
-    candidates
-        .iter()
-        .find_map(|p| fs::read_to_string(p).ok())
-        .unwrap_or_else(|| panic!("none of {candidates:?} exists"))
-        .trim()
-        .to_owned()
 }
 
 fn mounts_under(dir: &std::path::Path) -> usize {
@@ -146,14 +128,14 @@ fn limits_are_in_the_containers_cgroup_files() {
         "detached: it runs after `debug run` returned"
     );
     assert_eq!(
-        cgroup_setting(&id, "memory.max", "memory/{}/memory.limit_in_bytes"),
+        cgroup_setting(&Board::cgroup(&id), ("memory", "memory.limit_in_bytes"), "memory.max"),
         (32u64 << 20).to_string()
     );
-    let cpu = cgroup_setting(&id, "cpu.max", "cpu/{}/cpu.cfs_quota_us");
+    let cpu = cgroup_setting(&Board::cgroup(&id), ("cpu", "cpu.cfs_quota_us"), "cpu.max");
     assert!(cpu == "25000" || cpu == "25000 100000", "cpu quota for 250m: {cpu}");
-    assert_eq!(cgroup_setting(&id, "pids.max", "pids/{}/pids.max"), "50");
+    assert_eq!(cgroup_setting(&Board::cgroup(&id), ("pids", "pids.max"), "pids.max"), "50");
     // Killing the container by hand: the shim records it.
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    kill_9(pid);
     let exit = wait_for_file(&board.status_file(&id, "exit.json"));
     assert_eq!(exit, r#"{"exit_code":137,"signal":9,"oom_killed":false}"#);
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bramble_tests::{binary, busybox_layout, require_root, run, text};
+use bramble_tests::{binary, busybox_layout, cgroup_setting, kill_9, require_root, run, shims, text};
 use serde_json::Value;
 
 /// One board: an agent process and its directories.
@@ -150,20 +150,6 @@ impl Agent {
         }
     }
 
-    /// Everything the shims of this board started: (shim pid, container pid).
-    fn shims(&self) -> Vec<(i32, i32)> {
-        let mut found = Vec::new();
-        for entry in fs::read_dir(self.run_dir().join("containers")).into_iter().flatten().flatten() {
-            if let Ok(bytes) = fs::read(entry.path().join("shim.json"))
-                && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
-            {
-                let pid = |k: &str| v[k].as_i64().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-                found.push((pid("shim_pid"), pid("container_pid")));
-            }
-        }
-        found
-    }
-
     /// What a reboot leaves: no processes, no mounts, an empty run directory.
     fn reboot(&mut self) {
         self.power_off();
@@ -173,9 +159,9 @@ impl Agent {
     /// Kills the agent, the shims and the containers, and unmounts the containers' roots.
     fn power_off(&mut self) {
         self.kill_9();
-        for (shim, container) in self.shims() {
-            kill(shim);
-            kill(container);
+        for shim in shims(&self.run_dir()) {
+            kill_9(shim.shim_pid);
+            kill_9(shim.container_pid);
         }
         std::thread::sleep(Duration::from_millis(200));
         self.unmount_all();
@@ -224,12 +210,6 @@ impl Drop for Agent {
                 let _ = fs::remove_dir(&group);
             }
         }
-    }
-}
-
-fn kill(pid: i32) {
-    if pid > 1 {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -313,7 +293,7 @@ fn a_pod_serves_httpd_on_its_host_port_and_a_killed_container_is_restarted() {
     assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("hello from bramble"), "{answer}");
 
     let first = running_pid(&status, 0).expect("a pid");
-    kill(i32::try_from(first).expect("pid"));
+    kill_9(i32::try_from(first).expect("pid"));
     let status =
         agent.wait_pod(&pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true);
     let second = running_pid(&status, 0).expect("a pid");
@@ -365,7 +345,7 @@ fn a_removed_manifest_stops_and_cleans_its_pod() {
     // busybox httpd as PID 1 ignores SIGTERM: the agent had to SIGKILL it after 2 s.
     assert!(agent.log().contains("still running after its grace period: SIGKILL"), "{}", agent.log());
     assert!(!alive(pid), "process {pid} is left");
-    assert!(agent.shims().is_empty(), "shim files are left");
+    assert!(shims(&agent.run_dir()).is_empty(), "shim files are left");
     let mounts = fs::read_to_string("/proc/self/mounts").expect("mounts");
     assert!(!mounts.contains(&agent.run_dir().display().to_string()), "a mount is left:\n{mounts}");
     assert_eq!(cgroup_dirs(&uid), Vec::<PathBuf>::new(), "cgroups are left");
@@ -524,17 +504,6 @@ fn failing_probes_restart_or_mark_not_ready_with_their_reason() {
     assert_eq!(no_binary["ready"], false);
 }
 
-/// The limits, as the kernel has them: cgroup v1 or v2 files.
-fn cgroup_value(uid: &str, container: &str, v1: (&str, &str), v2: &str) -> String {
-    let v1_path = Path::new("/sys/fs/cgroup").join(v1.0).join("bramble").join(uid).join(container).join(v1.1);
-    let v2_path = Path::new("/sys/fs/cgroup/bramble").join(uid).join(container).join(v2);
-    fs::read_to_string(&v1_path)
-        .or_else(|_| fs::read_to_string(&v2_path))
-        .unwrap_or_else(|e| panic!("neither {} nor {}: {e}", v1_path.display(), v2_path.display()))
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn limits_reach_the_cgroup_and_an_oom_kill_is_reported() {
     let mut agent = Agent::new();
@@ -569,9 +538,10 @@ fn limits_reach_the_cgroup_and_an_oom_kill_is_reported() {
     );
     let status = agent.wait_pod(&limited, "running", |p| running_pid(p, 0).is_some());
     let uid = status["uid"].as_str().expect("uid");
-    let memory = cgroup_value(uid, "c", ("memory", "memory.limit_in_bytes"), "memory.max");
+    let memory =
+        cgroup_setting(&format!("bramble/{uid}/c"), ("memory", "memory.limit_in_bytes"), "memory.max");
     assert_eq!(memory, "33554432");
-    let cpu = cgroup_value(uid, "c", ("cpu", "cpu.cfs_quota_us"), "cpu.max");
+    let cpu = cgroup_setting(&format!("bramble/{uid}/c"), ("cpu", "cpu.cfs_quota_us"), "cpu.max");
     assert!(cpu == "25000" || cpu == "25000 100000", "{cpu}");
 
     let oom = agent.wait_pod(&hungry, "its end", |p| container(p, 0)["state"]["terminated"].is_object());
@@ -640,7 +610,7 @@ fn bad_input_gives_one_clear_reason_each() {
         assert_eq!(lines, 1, "{pod}: {reason} logged {lines} times:\n{log}");
     }
     assert_eq!(log.lines().filter(|l| l.contains("12XB")).count(), 1, "{log}");
-    assert!(agent.shims().is_empty(), "a container was made");
+    assert!(shims(&agent.run_dir()).is_empty(), "a container was made");
     assert!(!agent.run_dir().join("containers").read_dir().is_ok_and(|mut d| d.next().is_some()));
     drop(taken);
 }
@@ -669,7 +639,7 @@ fn a_full_state_disk_is_a_clear_reason_and_corrupts_no_state() {
     let message = full["message"].as_str().unwrap_or_default();
     assert!(message.contains("the state disk") && message.contains("free"), "{message}");
     // The running pod's end cannot be recorded now: its record stays whole (the old one).
-    kill(i32::try_from(running_pid(&before, 0).expect("pid")).expect("pid"));
+    kill_9(i32::try_from(running_pid(&before, 0).expect("pid")).expect("pid"));
     agent.wait_pod(&first, "StateDiskFull on restart", |p| p["reason"] == "StateDiskFull");
     let record = fs::read(agent.state().join("pods").join(format!("{uid}.json"))).expect("record");
     let record: Value = serde_json::from_slice(&record).expect("the record is whole JSON");
@@ -705,7 +675,7 @@ fn a_container_nobody_declares_is_stopped_and_removed() {
     fs::remove_file(agent.state().join("pods").join(format!("{uid}.json"))).expect("remove the record");
     agent.start();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while alive(pid) || !agent.shims().is_empty() || !cgroup_dirs(&uid).is_empty() {
+    while alive(pid) || !shims(&agent.run_dir()).is_empty() || !cgroup_dirs(&uid).is_empty() {
         assert!(Instant::now() < deadline, "the stray container stays; agent log:\n{}", agent.log());
         std::thread::sleep(Duration::from_millis(200));
     }
