@@ -38,6 +38,8 @@ pub enum RuntimeError {
     },
     #[error("container {id}: {reason}")]
     Start { id: String, reason: String },
+    #[error("container {id}: sending {signal}: {source}")]
+    Signal { id: String, signal: Signal, source: nix::errno::Errno },
 }
 
 impl RuntimeError {
@@ -218,9 +220,7 @@ impl Runtime {
         let Some(state) = self.shim_state(id) else { return Ok(()) };
         match kill_container(state.container_pid, signal) {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => {
-                Err(RuntimeError::Start { id: id.to_owned(), reason: format!("sending {signal}: {e}") })
-            }
+            Err(e) => Err(RuntimeError::Signal { id: id.to_owned(), signal, source: e }),
         }
     }
 
