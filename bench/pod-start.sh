@@ -7,10 +7,10 @@
 #    `crun run -d` of the same OCI bundle (same config.json, same busybox root), timed around
 #    the command. crun refuses this machine's hybrid cgroups, so it runs in a private mount
 #    namespace with the empty cgroup2 mount removed. Goal: agent <= 1.3 x crun.
-# 2. Idle memory of every bramble process (agent + shims) with 10 pods running. Goal <= 10 MB.
-#    Printed three ways: RSS summed (counts the binary's shared pages once per process), PSS
-#    summed (shared pages split among their sharers: memory the group really holds) and
-#    private memory summed.
+# 2. Idle memory of every bramble process with 10 pods running: the agent and each container's
+#    shim, which once the container runs is bramble-reaper (built into the agent). Goal: RSS
+#    summed <= 10 MB. PSS summed (shared pages split among their sharers: memory the group
+#    really holds) and private memory summed are printed beside it.
 # 3. Stripped size of the static aarch64 agent. Goal <= 8 MB.
 #
 # Usage: bench/pod-start.sh [RUNS]   (default 21)
@@ -23,8 +23,10 @@ for tool in runc crun umoci jq; do
   command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/setup.sh" >&2; exit 1; }
 done
 
-cargo build -q --release -p bramble-agent
-agent=$PWD/target/release/bramble-agent
+# The agent as boards run it: static musl, reaper built in (cross/build-agent.sh), for this
+# machine's CPU.
+target="$(uname -m)-unknown-linux-musl"
+agent=$PWD/$(cross/build-agent.sh "$target" 2>/dev/null | tail -n 1)
 # The run directory on tmpfs, as /run/bramble is on a board; state on disk.
 work=$(mktemp -d /var/tmp/bramble-bench.XXXXXX)
 run_dir=$(mktemp -d /run/bramble-bench.XXXXXX)
@@ -102,8 +104,12 @@ crun_ms=$(unshare -m bash -c 'umount /sys/fs/cgroup/unified 2>/dev/null || true;
 
 # Idle RSS with the last 10 pods running, after they settle.
 sleep 3
-rss_kb=0 pss_kb=0 private_kb=0 processes=0
-for p in $(pgrep -f "^$agent "); do
+rss_kb=0 pss_kb=0 private_kb=0 processes=0 reapers=0
+shim_pids=$(jq -s -r '.[].shim_pid' "$run_dir"/containers/*/shim.json)
+for p in $shim_pids; do
+  tr '\0' ' ' <"/proc/$p/cmdline" | grep -q '^bramble-reaper ' && reapers=$((reapers + 1))
+done
+for p in "$agent_pid" $shim_pids; do
   read -r rss pss private < <(awk '/^Rss:/ {r=$2} /^Pss:/ {p=$2} /^Private_(Clean|Dirty):/ {v+=$2} END {print r+0, p+0, v+0}' \
     "/proc/$p/smaps_rollup" 2>/dev/null || echo 0 0 0)
   rss_kb=$((rss_kb + rss)); pss_kb=$((pss_kb + pss)); private_kb=$((private_kb + private)); processes=$((processes + 1))
@@ -113,11 +119,12 @@ running=$("$agent" status --state-dir "$work/state" --run-dir "$run_dir" -o json
 
 size=$(stat -c %s "$(cross/build-agent.sh aarch64-unknown-linux-musl 2>/dev/null | tail -n 1)")
 
-printf '\n%s, %s build of the agent (this machine), %s\n' "$(uname -m)" "release" "$(nproc) cpus"
+printf '\n%s, static release build of the agent (%s), %s cpus\n' "$(uname -m)" "$target" "$(nproc)"
 printf '\nstart latency, median of %s (ms)\n' "$runs"
 printf '  %-32s %8s\n' "bramble-agent (pod seen -> running)" "$agent_ms" "runc run -d" "$runc_ms" "crun run -d" "$crun_ms"
 awk -v a="$agent_ms" -v c="$crun_ms" 'BEGIN {printf "  agent / crun = %.2f (goal <= 1.3)\n", a / c}'
-awk -v n="$running" -v p="$processes" -v rss="$rss_kb" -v pss="$pss_kb" -v priv="$private_kb" -v a="$agent_kb" 'BEGIN {
-  printf "\nidle memory with %d pods running, %d bramble processes (agent RSS %.1f MB):\n", n, p, a / 1024
-  printf "  RSS summed %.1f MB, PSS summed %.1f MB (goal <= 10 MB), private summed %.1f MB\n", rss / 1024, pss / 1024, priv / 1024 }'
+awk -v n="$running" -v p="$processes" -v r="$reapers" -v rss="$rss_kb" -v pss="$pss_kb" -v priv="$private_kb" -v a="$agent_kb" 'BEGIN {
+  printf "\nidle memory with %d pods running: agent + %d shims, %d of them bramble-reaper\n", n, p - 1, r
+  printf "  agent RSS %.1f MB, each reaper %.0f kB on average\n", a / 1024, (p > 1) ? (rss - a) / (p - 1) : 0
+  printf "  RSS summed %.1f MB (goal <= 10 MB); PSS summed %.1f MB, private summed %.1f MB\n", rss / 1024, pss / 1024, priv / 1024 }'
 awk -v s="$size" 'BEGIN {printf "\nstatic aarch64 agent, stripped: %d bytes (%.2f MB; goal <= 8 MB)\n", s, s / 1048576}'

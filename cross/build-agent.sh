@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the fully static bramble-agent for one board target; prints the binary's path last.
+# Builds the fully static bramble-agent for one board target, with bramble-reaper built in;
+# prints the binary's path last.
 #
 #   cross/build-agent.sh aarch64-unknown-linux-musl        # Pi 3/4/5, Zero 2 (64-bit OS)
 #   cross/build-agent.sh armv7-unknown-linux-musleabihf    # Pi 2/3/4 (32-bit OS)
@@ -40,19 +41,28 @@ case "$target" in
     ;;
 esac
 
-if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  cargo build --release --target "$target" -p bramble-agent "${patch_args[@]}" "$@" >&2
-else
-  flags_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
-  # zig links its own musl; rust's self-contained crt objects would clash. zig also warns
-  # about the target's missing rustlib directory, which build-std does not need.
-  export "$flags_var"="-C link-self-contained=no -A linker_messages"
-  # zig from the venv scripts/setup.sh made, if there is one; else zig or ziglang on PATH.
-  venv_python="${BRAMBLE_TOOLS:-/opt/bramble-tools}/venv/bin/python3"
-  if [ -x "$venv_python" ]; then
-    export CARGO_ZIGBUILD_PYTHON_PATH="$venv_python"
+build() { # package, then extra cargo arguments
+  local package=$1
+  shift
+  if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    cargo build --release --target "$target" -p "$package" "${patch_args[@]}" "$@" >&2
+  else
+    local flags_var
+    flags_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
+    # zig links its own musl; rust's self-contained crt objects would clash. zig also warns
+    # about the target's missing rustlib directory, which build-std does not need.
+    export "$flags_var"="-C link-self-contained=no -A linker_messages"
+    # zig from the venv scripts/setup.sh made, if there is one; else zig or ziglang on PATH.
+    local venv_python="${BRAMBLE_TOOLS:-/opt/bramble-tools}/venv/bin/python3"
+    if [ -x "$venv_python" ]; then
+      export CARGO_ZIGBUILD_PYTHON_PATH="$venv_python"
+    fi
+    cargo "+$(cat cross/build-std-toolchain)" zigbuild -Zbuild-std=std,panic_abort --release --target "$target" \
+      -p "$package" "${patch_args[@]}" "$@" >&2
   fi
-  cargo "+$(cat cross/build-std-toolchain)" zigbuild -Zbuild-std=std,panic_abort --release --target "$target" \
-    -p bramble-agent "${patch_args[@]}" "$@" >&2
-fi
+}
+
+# The reaper each container's shim becomes, built into the agent: a board needs one file.
+build bramble-reaper "$@"
+BRAMBLE_REAPER_EMBED="$PWD/target/$target/release/bramble-reaper" build bramble-agent "$@"
 echo "target/$target/release/bramble-agent"

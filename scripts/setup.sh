@@ -43,7 +43,7 @@ if ! command -v rustup >/dev/null; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 channel=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
-rustup toolchain install "$channel" --profile minimal -c rustfmt -c clippy -t aarch64-unknown-linux-musl
+rustup toolchain install "$channel" --profile minimal -c rustfmt -c clippy -t aarch64-unknown-linux-musl -t x86_64-unknown-linux-musl
 rustc --version
 
 step "32-bit ARM targets (armv7 for Pi 2/3/4 on a 32-bit OS, armv6 for Pi Zero/1)"

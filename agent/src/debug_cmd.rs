@@ -67,9 +67,7 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
         binds: vec![],
         pids_limit: pids,
     });
-    let agent_binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let runtime =
-        Runtime { state_dir: state_dir.to_path_buf(), run_dir: run_dir.to_path_buf(), agent_binary };
+    let runtime = Runtime::for_this_binary(state_dir, run_dir).map_err(|e| e.to_string())?;
     let pid = runtime.start(&id, &layers, &config).map_err(|e| e.to_string())?;
     if detach {
         println!("{pid}");

@@ -292,7 +292,16 @@ fn a_pod_serves_httpd_on_its_host_port_and_a_killed_container_is_restarted() {
     let answer = http_get(port, "/").expect("httpd answers");
     assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("hello from bramble"), "{answer}");
 
+    // The shim became the small reaper (same pid), and the container is its child.
     let first = running_pid(&status, 0).expect("a pid");
+    let shim =
+        shims(&agent.run_dir()).into_iter().find(|s| i64::from(s.container_pid) == first).expect("shim.json");
+    let cmdline = fs::read(format!("/proc/{}/cmdline", shim.shim_pid)).expect("the shim's command line");
+    assert!(cmdline.starts_with(b"bramble-reaper\0--id\0"), "{}", String::from_utf8_lossy(&cmdline));
+    let stat = fs::read_to_string(format!("/proc/{first}/stat")).expect("the container's stat");
+    let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).expect("ppid");
+    assert_eq!(parent, shim.shim_pid.to_string(), "the container's parent is its reaper");
+
     kill_9(i32::try_from(first).expect("pid"));
     let status =
         agent.wait_pod(&pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true);
@@ -321,6 +330,32 @@ fn a_pod_serves_httpd_on_its_host_port_and_a_killed_container_is_restarted() {
     let (table, _) = text(&table);
     let row = table.lines().find(|l| l.contains(&pod)).expect("a row for the pod");
     assert!(row.contains("Running") && row.contains("1/1") && row.contains("137 (Error)"), "{table}");
+}
+
+#[test]
+fn an_agent_without_a_reaper_refuses_to_start() {
+    require_root();
+    // A hard link of the agent in a directory of its own (the same file system as the build, so
+    // no copy): no bramble-reaper beside it, and none built in (a plain cargo build).
+    let agent = binary("bramble-agent");
+    let dir = tempfile::tempdir_in(agent.parent().expect("target dir")).expect("temp dir");
+    let lonely = dir.path().join("bramble-agent");
+    fs::hard_link(&agent, &lonely).expect("hard link");
+    let output = run(Command::new(&lonely)
+        .arg("run")
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .arg("--manifests")
+        .arg(dir.path().join("manifests")));
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success());
+    let expected = format!("{} does not exist", dir.path().join("bramble-reaper").display());
+    assert!(
+        stderr.contains("bramble-reaper is not built into this agent") && stderr.contains(&expected),
+        "{stderr}"
+    );
 }
 
 #[test]

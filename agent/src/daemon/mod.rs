@@ -145,9 +145,8 @@ impl Daemon {
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
             format!("another bramble-agent runs with run directory {}", options.run_dir.display())
         })?;
-        let agent_binary = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         let runtime =
-            Runtime { state_dir: options.state_dir.clone(), run_dir: options.run_dir.clone(), agent_binary };
+            Runtime::for_this_binary(&options.state_dir, &options.run_dir).map_err(|e| e.to_string())?;
         let images = ImageStore::open(&options.state_dir).map_err(|e| e.to_string())?;
         let pods = PodStore::new(&options.state_dir);
         let boot_id =

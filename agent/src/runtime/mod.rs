@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! RUN/containers/<id>/bundle/{config.json,rootfs/}   the bundle; rootfs is the overlay mount
-//! RUN/containers/<id>/{shim.json,exit.json}          written by the shim
+//! RUN/containers/<id>/{shim.json,exit.json}          written by the shim and its reaper
 //! RUN/libcontainer/<id>/                             libcontainer's own state
 //! STATE/containers/<id>/{upper,work}/                the writable layer (on disk, not in RAM)
 //! STATE/logs/<id>.log                                the container's output, capped
@@ -12,6 +12,7 @@
 pub mod cgroups;
 pub mod exec;
 pub mod logs;
+pub mod reaper;
 pub mod rootfs;
 pub mod shim;
 pub mod spec;
@@ -99,6 +100,14 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// The runtime of this binary, which is re-executed as each container's shim. Fails when
+    /// there is no `bramble-reaper` for the shims to become.
+    pub fn for_this_binary(state_dir: &Path, run_dir: &Path) -> Result<Runtime, reaper::ReaperError> {
+        reaper::locate()?;
+        let agent_binary = std::env::current_exe().map_err(reaper::ReaperError::NoExe)?;
+        Ok(Runtime { state_dir: state_dir.to_path_buf(), run_dir: run_dir.to_path_buf(), agent_binary })
+    }
+
     pub fn paths(&self, id: &str) -> ContainerPaths {
         let status_dir = self.run_dir.join("containers").join(id);
         let bundle = status_dir.join("bundle");
@@ -224,8 +233,8 @@ impl Runtime {
         }
     }
 
-    /// Removes everything of container `id` but its log: mount, bundle, writable layer. A
-    /// process left behind by a lost shim is killed first.
+    /// Removes everything of container `id` but its log: mount, cgroups, bundle, libcontainer's
+    /// state, writable layer. A process left behind by a lost shim is killed first.
     pub fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         let paths = self.paths(id);
         if let ContainerStatus::Lost(state) = self.status(id) {
@@ -235,7 +244,7 @@ impl Runtime {
         if let Some(cgroup) = shim::cgroup_path(&paths.bundle) {
             cgroups::remove_empty(&cgroup);
         }
-        for dir in [&paths.status_dir, &paths.writable] {
+        for dir in [&paths.status_dir, &self.libcontainer_root().join(id), &paths.writable] {
             match fs::remove_dir_all(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

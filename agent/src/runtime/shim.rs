@@ -1,24 +1,27 @@
-//! The per-container shim, `bramble-agent shim`: the container's parent for its whole life.
+//! The per-container shim, `bramble-agent shim`: starts the container, then becomes its reaper.
 //!
 //! libcontainer forks; forking from the multi-threaded agent deadlocked a static musl build
 //! (a child hung on an allocator lock). So the agent starts this fresh, single-threaded process
 //! instead, which forks once to detach (the agent's death must not end the container), creates
-//! and starts the container, reports its pid, then copies its output to a capped log, reaps it,
-//! and records how it ended in `exit.json` where a restarted agent finds it. It stays
-//! single-threaded throughout.
+//! and starts the container, records its pid, and then replaces itself (exec: same pid, so the
+//! container stays its child) with `bramble-reaper`, a few tens of kilobytes instead of this
+//! binary's megabytes. The reaper reports the pid to the launcher, copies the container's output
+//! to a capped log, reaps it, and records how it ended in `exit.json` where a restarted agent
+//! finds it (the `bramble-reaper` crate).
 
+use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork, pipe, setsid};
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::unistd::{ForkResult, fork, pipe, setsid};
 use serde::{Deserialize, Serialize};
 
-use super::logs::RotatingLog;
+use super::reaper;
 use crate::fsutil::write_atomic;
 
 /// What the shim needs to know.
@@ -87,11 +90,16 @@ pub fn launch(args: &ShimArgs) -> Result<i32, String> {
     }
 }
 
-/// The detached shim: start the container, tell the launcher, then see it to its end.
+/// The detached shim: start the container, then become its reaper (which tells the launcher).
 fn supervise(args: &ShimArgs, ready: OwnedFd) -> i32 {
     let mut ready = File::from(ready);
     let _ = setsid();
     detach_stdio();
+    // Loaded first: without a reaper no container may start, as nothing would record its end.
+    let reaper = match reaper::locate().and_then(|r| r.load()) {
+        Ok(r) => r,
+        Err(e) => return report(&mut ready, Err(format!("container {}: {e}", args.id))),
+    };
     // One pipe for both streams, so the log keeps their order.
     let pipes =
         pipe().map_err(std::io::Error::from).and_then(|(read, write)| Ok((read, write.try_clone()?, write)));
@@ -122,28 +130,51 @@ fn supervise(args: &ShimArgs, ready: OwnedFd) -> i32 {
         let _ = container.delete(true);
         return report(&mut ready, Err(format!("recording container {}: {e}", args.id)));
     }
-    report(&mut ready, Ok(pid.as_raw()));
-    drop(ready);
 
-    // One thread does it all (no copier thread: a shim per container must stay small). The
-    // output ends when every process of the container is gone (they die with its init, the
-    // pid namespace's first process), and then the container is reaped.
-    let mut log = RotatingLog::open(&args.log, args.log_max_bytes);
-    copy_output(out_read, &mut log);
-    let mut exit = wait_for(pid);
-    exit.oom_killed = oom_killed(&args.bundle);
+    // The reaper inherits the output pipe and the ready pipe, nothing else.
+    let keep = [out_read.as_raw_fd(), ready.as_raw_fd()];
+    close_on_exec_all_but(&keep);
+    let error = reaper.exec(&reaper_args(args, pid.as_raw(), keep[0], keep[1]));
     let _ = container.delete(true);
-    let exit_bytes = serde_json::to_vec(&exit).expect("plain data serializes");
-    let written = write_atomic(&args.status_dir.join(EXIT_INFO), &exit_bytes);
-    if let Some(notify) = &args.notify
-        && let Ok(socket) = std::os::unix::net::UnixDatagram::unbound()
-    {
-        // Nobody listening (the agent is down) is fine: it reads exit.json when it is back.
-        let _ = socket.send_to(args.id.as_bytes(), notify);
+    report(&mut ready, Err(format!("container {}: {error}", args.id)))
+}
+
+/// The reaper's command line (its `args` module documents it).
+fn reaper_args(args: &ShimArgs, pid: i32, output_fd: RawFd, ready_fd: RawFd) -> Vec<CString> {
+    let mut words: Vec<Vec<u8>> = Vec::new();
+    let mut flag = |name: &str, value: &[u8]| {
+        words.push(name.as_bytes().to_vec());
+        words.push(value.to_vec());
+    };
+    let path = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    flag("--id", args.id.as_bytes());
+    flag("--pid", pid.to_string().as_bytes());
+    flag("--output-fd", output_fd.to_string().as_bytes());
+    flag("--ready-fd", ready_fd.to_string().as_bytes());
+    flag("--log", &path(&args.log));
+    flag("--log-max-bytes", args.log_max_bytes.to_string().as_bytes());
+    flag("--exit-file", &path(&args.status_dir.join(EXIT_INFO)));
+    if let Some(cgroup) = cgroup_path(&args.bundle) {
+        // cgroup v2 (`memory.events`) or the v1 memory hierarchy (`memory.oom_control`).
+        flag("--oom-file", &path(&Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.events")));
+        flag(
+            "--oom-file",
+            &path(&Path::new("/sys/fs/cgroup/memory").join(&cgroup).join("memory.oom_control")),
+        );
     }
-    match written {
-        Ok(_) => 0,
-        Err(_) => 1,
+    if let Some(notify) = &args.notify {
+        flag("--notify", &path(notify));
+    }
+    // Paths and ids come from the agent and hold no NUL; one that did would be left out.
+    words.into_iter().filter_map(|w| CString::new(w).ok()).collect()
+}
+
+/// Marks every open descriptor but stdio and `keep` close-on-exec.
+fn close_on_exec_all_but(keep: &[RawFd]) {
+    let Ok(entries) = fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<RawFd> = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
 }
 
@@ -165,52 +196,67 @@ fn detach_stdio() {
     }
 }
 
-fn copy_output(pipe: OwnedFd, log: &mut RotatingLog) {
-    let mut pipe = File::from(pipe);
-    let mut buf = [0u8; 8192];
-    loop {
-        match pipe.read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Ok(0) | Err(_) => break,
-            Ok(n) => log.write(&buf[..n]),
-        }
-    }
-}
-
-fn wait_for(pid: Pid) -> ExitInfo {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                return ExitInfo { exit_code: code, signal: None, oom_killed: false };
-            }
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
-                let signal = signal as i32;
-                return ExitInfo { exit_code: 128 + signal, signal: Some(signal), oom_killed: false };
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return ExitInfo { exit_code: 255, signal: None, oom_killed: false },
-        }
-    }
-}
-
-/// Whether the container's memory cgroup counted an OOM kill (cgroup v2 `memory.events`, or
-/// v1 `memory.oom_control`).
-fn oom_killed(bundle: &Path) -> bool {
-    let Some(cgroup) = cgroup_path(bundle) else { return false };
-    let candidates = [
-        PathBuf::from("/sys/fs/cgroup").join(&cgroup).join("memory.events"),
-        PathBuf::from("/sys/fs/cgroup/memory").join(&cgroup).join("memory.oom_control"),
-    ];
-    candidates.iter().filter_map(|p| fs::read_to_string(p).ok()).any(|text| {
-        text.lines().any(|line| {
-            line.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
-        })
-    })
-}
-
 /// The container's cgroup path from its bundle's config, relative to a hierarchy's root.
 pub fn cgroup_path(bundle: &Path) -> Option<String> {
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(bundle.join("config.json")).ok()?).ok()?;
     Some(config["linux"]["cgroupsPath"].as_str()?.trim_start_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bramble_reaper::sys::Ended;
+
+    #[test]
+    fn the_reaper_reads_the_shims_command_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bundle = dir.path().join("bundle");
+        fs::create_dir_all(&bundle).expect("bundle dir");
+        fs::write(bundle.join("config.json"), br#"{"linux":{"cgroupsPath":"/bramble/u1/web"}}"#)
+            .expect("config");
+        let shim = ShimArgs {
+            id: "u1_web".to_owned(),
+            bundle,
+            root: dir.path().join("root"),
+            log: dir.path().join("logs/u1_web.log"),
+            log_max_bytes: 4096,
+            status_dir: dir.path().join("status"),
+            notify: Some(dir.path().join("agent.sock")),
+        };
+        let words = reaper_args(&shim, 4242, 7, 8);
+        let (parsed, outcome) = bramble_reaper::args::Parsed::from_args(words.iter().map(CString::as_c_str));
+        assert_eq!(outcome, Ok(()));
+        let args = parsed.complete().expect("complete");
+        let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();
+        assert_eq!(
+            (text(args.id), args.pid, args.output_fd, args.ready_fd),
+            ("u1_web".to_owned(), 4242, 7, Some(8))
+        );
+        assert_eq!(text(args.log), shim.log.display().to_string());
+        assert_eq!(args.log_max_bytes, 4096);
+        assert_eq!(text(args.exit_file), shim.status_dir.join(EXIT_INFO).display().to_string());
+        let oom: Vec<String> = args.oom_files().map(text).collect();
+        assert_eq!(
+            oom,
+            [
+                "/sys/fs/cgroup/bramble/u1/web/memory.events",
+                "/sys/fs/cgroup/memory/bramble/u1/web/memory.oom_control"
+            ]
+        );
+        assert_eq!(args.notify.map(text), Some(dir.path().join("agent.sock").display().to_string()));
+    }
+
+    #[test]
+    fn the_agent_reads_what_the_reaper_records() {
+        let cases = [
+            (Ended::Signaled(9), true, ExitInfo { exit_code: 137, signal: Some(9), oom_killed: true }),
+            (Ended::Exited(3), false, ExitInfo { exit_code: 3, signal: None, oom_killed: false }),
+        ];
+        for (ended, oom, expected) in cases {
+            let json = bramble_reaper::Exit::new(Ok(ended), oom).json();
+            let read: ExitInfo = serde_json::from_slice(json.as_bytes()).expect("the agent parses it");
+            assert_eq!(read, expected);
+        }
+    }
 }
