@@ -11,7 +11,9 @@ fn main() {
     let embedded = out.join("bramble-reaper");
     let bytes = match std::env::var_os("BRAMBLE_REAPER_EMBED").filter(|p| !p.is_empty()) {
         Some(path) => {
-            let path = PathBuf::from(path);
+            // A relative path is from the workspace root (where cross/build-agent.sh runs).
+            let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+            let path = manifest_dir.parent().map_or(PathBuf::from(&path), |root| root.join(&path));
             println!("cargo:rerun-if-changed={}", path.display());
             match std::fs::read(&path) {
                 Ok(bytes) if bytes.starts_with(b"\x7fELF") => bytes,

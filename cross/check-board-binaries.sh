@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the static agent for every board target and proves each one on an emulated CPU of
-# that board's kind: statically linked, answers --version, validates examples/*.yaml.
+# that board's kind: statically linked, answers --version, validates examples/*.yaml, and its
+# reaper (built into it) reaps a child, keeps its output and records its end.
 # Prints one line of figures per target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,5 +42,18 @@ for board in "${boards[@]}"; do
   if "$qemu" -cpu "$cpu" "$bin" validate "$bad" >"$bad.out"; then fail "$target: accepted a bad manifest"; fi
   grep -q 'resources.limits.memory: invalid quantity "12XB"' "$bad.out" || fail "$target: $(cat "$bad.out")"
   rm -f "$bad" "$bad.out"
-  printf '%-32s %-14s %8d bytes  %s  %s\n' "$target" "$cpu" "$(stat -c %s "$bin")" "static" "$summary"
+  # The reaper the agent carries, as the shim runs it: parent of a process (exec keeps the
+  # shell's child), its output on an inherited pipe.
+  reaper="target/$target/release/bramble-reaper"
+  scratch=$(mktemp -d)
+  bash -c 'exec 4< <(printf "hello from %s\n" "$3"); sh -c "sleep 0.5; exit 3" &
+           exec "$1" -cpu "$2" "$3" --id c1 --pid $! --output-fd 4 --log "$4/c1.log" \
+             --log-max-bytes 4096 --exit-file "$4/exit.json" --oom-file "$4/memory.events"' \
+    _ "$qemu" "$cpu" "$reaper" "$scratch" || fail "$target: the reaper failed"
+  [ "$(cat "$scratch/exit.json")" = '{"exit_code":3,"signal":null,"oom_killed":false}' ] \
+    || fail "$target: reaper recorded $(cat "$scratch/exit.json")"
+  grep -qx "hello from $reaper" "$scratch/c1.log" || fail "$target: reaper log: $(cat "$scratch/c1.log")"
+  rm -rf "$scratch"
+  printf '%-32s %-14s %8d bytes (reaper %d)  %s  %s\n' "$target" "$cpu" "$(stat -c %s "$bin")" \
+    "$(stat -c %s "$reaper")" "static" "$summary"
 done

@@ -21,6 +21,21 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// The static agent boards get, built for this machine's CPU by `cross/build-agent.sh`
+/// (`scripts/test.sh` builds it before the tests).
+pub fn board_binary() -> PathBuf {
+    let target = format!("{}-unknown-linux-musl", std::env::consts::ARCH);
+    let debug = binary("bramble-agent");
+    let target_dir = debug.parent().and_then(Path::parent).expect("binaries live in target/<profile>");
+    let path = target_dir.join(&target).join("release").join("bramble-agent");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cross/build-agent.sh {target}` before the tests",
+        path.display()
+    );
+    path
+}
+
 /// Runs a command to completion, capturing its output.
 pub fn run(command: &mut Command) -> Output {
     command.output().unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"))

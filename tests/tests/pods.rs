@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bramble_tests::{binary, busybox_layout, cgroup_setting, kill_9, require_root, run, shims, text};
+use bramble_tests::{
+    binary, board_binary, busybox_layout, cgroup_setting, kill_9, require_root, run, shims, text,
+};
 use serde_json::Value;
 
 /// One board: an agent process and its directories.
 struct Agent {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The agent binary: the workspace's debug build, or the static board build.
+    exe: PathBuf,
 }
 
 impl Agent {
@@ -24,13 +28,22 @@ impl Agent {
         Agent::with_state_on(None)
     }
 
+    /// An agent running the static build boards get (`cross/build-agent.sh`, reaper built in).
+    fn board() -> Agent {
+        Agent::with(board_binary(), None)
+    }
+
     /// An agent whose state directory is a tmpfs of `size` (a small disk that can fill up), or
     /// a plain directory.
     fn with_state_on(size: Option<&str>) -> Agent {
+        Agent::with(binary("bramble-agent"), size)
+    }
+
+    fn with(exe: PathBuf, size: Option<&str>) -> Agent {
         require_root();
         let dir = tempfile::tempdir().expect("temp dir");
         fs::create_dir_all(dir.path().join("manifests")).expect("manifests dir");
-        let agent = Agent { dir, child: None };
+        let agent = Agent { dir, child: None, exe };
         if let Some(size) = size {
             fs::create_dir_all(agent.state()).expect("state dir");
             let mounted = Command::new("mount")
@@ -61,7 +74,7 @@ impl Agent {
     }
 
     fn import(&self, extra: &[&str]) {
-        let output = run(Command::new(binary("bramble-agent"))
+        let output = run(Command::new(&self.exe)
             .args(["image", "--state-dir"])
             .arg(self.state())
             .arg("import")
@@ -72,7 +85,7 @@ impl Agent {
 
     fn start(&mut self) {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("agent log");
-        let child = Command::new(binary("bramble-agent"))
+        let child = Command::new(&self.exe)
             .arg("run")
             .arg("--state-dir")
             .arg(self.state())
@@ -110,7 +123,7 @@ impl Agent {
     }
 
     fn status(&self) -> Value {
-        let output = run(Command::new(binary("bramble-agent"))
+        let output = run(Command::new(&self.exe)
             .arg("status")
             .arg("--state-dir")
             .arg(self.state())
@@ -330,6 +343,29 @@ fn a_pod_serves_httpd_on_its_host_port_and_a_killed_container_is_restarted() {
     let (table, _) = text(&table);
     let row = table.lines().find(|l| l.contains(&pod)).expect("a row for the pod");
     assert!(row.contains("Running") && row.contains("1/1") && row.contains("137 (Error)"), "{table}");
+}
+
+#[test]
+fn the_static_board_binary_runs_pods_through_its_built_in_reaper() {
+    let mut agent = Agent::board();
+    agent.start();
+    let pod = name("board");
+    let port = free_port();
+    agent.apply("board.yaml", &httpd_pod(&pod, port));
+    let status = agent.wait_pod(&pod, "ready", |p| p["ready"] == true);
+    assert!(http_get(port, "/").is_some_and(|a| a.contains("hello from bramble")));
+    let first = running_pid(&status, 0).expect("a pid");
+    let shim =
+        shims(&agent.run_dir()).into_iter().find(|s| i64::from(s.container_pid) == first).expect("shim.json");
+    // The reaper runs from memory, out of the agent binary, not from a file beside it.
+    let exe = fs::read_link(format!("/proc/{}/exe", shim.shim_pid)).expect("the shim's executable");
+    assert!(exe.to_string_lossy().starts_with("/memfd:bramble-reaper"), "{}", exe.display());
+
+    kill_9(i32::try_from(first).expect("pid"));
+    let status =
+        agent.wait_pod(&pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true);
+    assert_eq!(container(&status, 0)["lastState"]["exitCode"], 137);
+    assert!(http_get(port, "/").is_some_and(|a| a.contains("hello from bramble")));
 }
 
 #[test]
