@@ -26,7 +26,10 @@ done
 # The agent as boards run it: static musl, reaper built in (cross/build-agent.sh), for this
 # machine's CPU.
 target="$(uname -m)-unknown-linux-musl"
-agent=$PWD/$(cross/build-agent.sh "$target" 2>/dev/null | tail -n 1)
+build_log=$(mktemp)
+cross/build-agent.sh "$target" >"$build_log" 2>&1 || { tail -n 30 "$build_log" >&2; exit 1; }
+agent=$PWD/$(tail -n 1 "$build_log")
+rm -f "$build_log"
 # The run directory on tmpfs, as /run/bramble is on a board; state on disk.
 work=$(mktemp -d /var/tmp/bramble-bench.XXXXXX)
 run_dir=$(mktemp -d /run/bramble-bench.XXXXXX)
@@ -114,7 +117,8 @@ for p in "$agent_pid" $shim_pids; do
     "/proc/$p/smaps_rollup" 2>/dev/null || echo 0 0 0)
   rss_kb=$((rss_kb + rss)); pss_kb=$((pss_kb + pss)); private_kb=$((private_kb + private)); processes=$((processes + 1))
 done
-agent_kb=$(awk '/^VmRSS/ {print $2}' "/proc/$agent_pid/status")
+# Rss from smaps_rollup (page tables walked), not VmRSS, which the kernel syncs lazily.
+agent_kb=$(awk '/^Rss:/ {print $2}' "/proc/$agent_pid/smaps_rollup")
 running=$("$agent" status --state-dir "$work/state" --run-dir "$run_dir" -o json | jq '[.pods[] | select(.phase == "Running")] | length')
 
 size=$(stat -c %s "$(cross/build-agent.sh aarch64-unknown-linux-musl 2>/dev/null | tail -n 1)")

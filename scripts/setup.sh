@@ -22,7 +22,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   apt-get update -qq
 fi
 packages=(ca-certificates curl gcc libc6-dev file git python3 python3-venv qemu-user-static busybox-static
-  umoci skopeo jq patch runc crun iproute2)
+  umoci skopeo jq patch runc crun iproute2 qemu-system-arm cpio)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

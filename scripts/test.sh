@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test Bramble has: formatting and lints, unit, table and fuzz tests, end-to-end
-# tests of the real binaries, and the static board binaries on emulated ARM CPUs.
+# tests of the real binaries, the static board binaries on emulated ARM CPUs, and the static
+# aarch64 agent running pods on an emulated arm64 board with cgroup v2.
 # Needs scripts/setup.sh to have run once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,6 @@ step "tests"
 cargo test --workspace --locked
 step "static board binaries under qemu"
 bash cross/check-board-binaries.sh
+step "an emulated arm64 board (qemu-system-aarch64, Debian's arm64 kernel, cgroup v2)"
+bash tests/board/arm64-board.sh
 step "all passed"

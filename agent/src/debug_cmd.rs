@@ -66,6 +66,7 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
         cgroup_path: &cgroup_path,
         binds: vec![],
         pids_limit: pids,
+        resolv_conf: spec::host_resolv_conf(),
     });
     let runtime = Runtime::for_this_binary(state_dir, run_dir).map_err(|e| e.to_string())?;
     let pid = runtime.start(&id, &layers, &config).map_err(|e| e.to_string())?;

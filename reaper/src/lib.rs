@@ -91,6 +91,7 @@ pub fn with_suffix(base: &CStr, suffix: &[u8]) -> Result<Buf<4352>, core::fmt::E
 
 /// Does the whole job for a container that runs; returns the process's exit code.
 pub fn run(args: &Args<'_>) -> i32 {
+    sys::ignore_sigpipe();
     if let Some(ready) = args.ready_fd {
         let ready = Fd::inherited(ready);
         let mut line: Buf<32> = Buf::new();
@@ -122,6 +123,7 @@ pub fn run(args: &Args<'_>) -> i32 {
 /// pipe, so the agent's start fails with the reason, and end the container, which would
 /// otherwise run without a parent that records its end.
 pub fn refuse(error: &ArgError, ready_fd: Option<i32>, pid: Option<i32>) -> i32 {
+    sys::ignore_sigpipe();
     if let Some(ready) = ready_fd {
         let mut line: Buf<256> = Buf::new();
         let _ = core::fmt::Write::write_fmt(&mut line, format_args!("error bramble-reaper: {error}\n"));

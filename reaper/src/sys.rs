@@ -139,6 +139,13 @@ pub fn kill(pid: i32, signal: c_int) {
     }
 }
 
+/// Ignores SIGPIPE, so that writing to a pipe nobody reads (a launcher that died) is an error to
+/// handle, not the end of the container's parent.
+pub fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN is a valid disposition; no handler code runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
 /// Sends one datagram to the Unix socket bound at `path`.
 pub fn send_datagram(path: &CStr, bytes: &[u8]) -> Result<(), Errno> {
     // SAFETY: socket takes no memory; the descriptor is owned by `Fd` from here.

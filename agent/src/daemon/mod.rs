@@ -599,6 +599,7 @@ impl Daemon {
             cgroup_path: &cgroup_path,
             binds,
             pids_limit: spec::DEFAULT_PIDS_LIMIT,
+            resolv_conf: spec::host_resolv_conf(),
         });
         self.runtime.start(id, &layers, &config).map_err(|e| ("CreateContainerError", e.to_string()))
     }

@@ -29,6 +29,15 @@ pub struct SpecInput<'a> {
     pub cgroup_path: &'a str,
     pub binds: Vec<BindMount>,
     pub pids_limit: i64,
+    /// The host's `/etc/resolv.conf`, bound into the container (host networking), when the host
+    /// has one ([`host_resolv_conf`]).
+    pub resolv_conf: Option<&'a str>,
+}
+
+/// The host's name resolution file, if it has one (a minimal board may not).
+pub fn host_resolv_conf() -> Option<&'static str> {
+    let path = "/etc/resolv.conf";
+    std::path::Path::new(path).exists().then_some(path)
 }
 
 /// The process to run, as Kubernetes combines `command`/`args` with the image's
@@ -83,9 +92,11 @@ pub fn build(input: &SpecInput<'_>) -> Value {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
-        // Host networking: the host's name resolution.
-        json!({"destination": "/etc/resolv.conf", "type": "bind", "source": "/etc/resolv.conf", "options": ["rbind", "ro"]}),
     ];
+    if let Some(source) = input.resolv_conf {
+        // Host networking: the host's name resolution.
+        mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": source, "options": ["rbind", "ro"]}));
+    }
     for bind in &input.binds {
         let mode = if bind.read_only { "ro" } else { "rw" };
         mounts.push(json!({"destination": bind.destination, "type": "bind", "source": bind.source, "options": ["rbind", mode]}));
@@ -211,15 +222,7 @@ mod tests {
             requests: ResourceList { cpu: Quantity::parse("250m").ok(), memory: None },
             limits: ResourceList { cpu: Quantity::parse("500m").ok(), memory: Quantity::parse("16Mi").ok() },
         };
-        let img = RunConfig::default();
-        let spec = build(&SpecInput {
-            container: &c,
-            image: &img,
-            hostname: "p",
-            cgroup_path: "bramble/u/c",
-            binds: vec![],
-            pids_limit: 64,
-        });
+        let spec = spec_of(&c, None);
         let r = &spec["linux"]["resources"];
         assert_eq!(r["cpu"]["quota"], 50_000);
         assert_eq!(r["cpu"]["period"], 100_000);
@@ -234,6 +237,31 @@ mod tests {
             .filter_map(|n| n["type"].as_str())
             .collect();
         assert!(!namespaces.contains(&"network"), "host networking");
+    }
+
+    /// The spec of container `c` of a pod `p` with a default image and a pids limit of 64.
+    fn spec_of(c: &Container, resolv_conf: Option<&str>) -> Value {
+        build(&SpecInput {
+            container: c,
+            image: &RunConfig::default(),
+            hostname: "p",
+            cgroup_path: "bramble/u/c",
+            binds: vec![],
+            pids_limit: 64,
+            resolv_conf,
+        })
+    }
+
+    #[test]
+    fn the_hosts_resolv_conf_is_bound_only_when_it_has_one() {
+        let c = container(&["sh"], &[]);
+        let destinations = |resolv_conf| -> Vec<String> {
+            let spec = spec_of(&c, resolv_conf);
+            let mounts = spec["mounts"].as_array().cloned().unwrap_or_default();
+            mounts.iter().filter_map(|m| m["destination"].as_str().map(str::to_owned)).collect()
+        };
+        assert!(destinations(Some("/etc/resolv.conf")).contains(&"/etc/resolv.conf".to_owned()));
+        assert!(!destinations(None).contains(&"/etc/resolv.conf".to_owned()));
     }
 
     #[test]
