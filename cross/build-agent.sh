@@ -44,6 +44,8 @@ esac
 build() { # package, then extra cargo arguments
   local package=$1
   shift
+  # Only the agent depends on libcontainer; the reaper would warn that the patch is unused.
+  [ "$package" = bramble-agent ] || local patch_args=()
   if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
     cargo build --release --target "$target" -p "$package" "${patch_args[@]}" "$@" >&2
   else
