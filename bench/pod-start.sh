@@ -27,7 +27,7 @@ done
 # machine's CPU.
 target="$(uname -m)-unknown-linux-musl"
 build_log=$(mktemp)
-cross/build-agent.sh "$target" >"$build_log" 2>&1 || { tail -n 30 "$build_log" >&2; exit 1; }
+cross/build-agent.sh "$target" >"$build_log" 2>&1 || { tail -n 30 "$build_log" >&2; rm -f "$build_log"; exit 1; }
 agent=$PWD/$(tail -n 1 "$build_log")
 rm -f "$build_log"
 # The run directory on tmpfs, as /run/bramble is on a board; state on disk.
@@ -108,6 +108,7 @@ crun_ms=$(unshare -m bash -c 'umount /sys/fs/cgroup/unified 2>/dev/null || true;
 # Idle RSS with the last 10 pods running, after they settle.
 sleep 3
 rss_kb=0 pss_kb=0 private_kb=0 processes=0 reapers=0
+compgen -G "$run_dir/containers/*/shim.json" >/dev/null || { echo "no container runs: see $work/agent.log" >&2; tail -n 20 "$work/agent.log" >&2; exit 1; }
 shim_pids=$(jq -s -r '.[].shim_pid' "$run_dir"/containers/*/shim.json)
 for p in $shim_pids; do
   tr '\0' ' ' <"/proc/$p/cmdline" | grep -q '^bramble-reaper ' && reapers=$((reapers + 1))

@@ -9,7 +9,8 @@ set -euo pipefail
 out=${1:?usage: scripts/build-busybox-image.sh OUT_DIR}
 [ ! -e "$out" ] || { echo "$out exists already" >&2; exit 1; }
 work=$(mktemp -d)
-chmod 755 "$work"   # apt-get download drops privileges to _apt
+chmod 755 "$work"   # apt-get download drops privileges to _apt, which must write here
+if id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
 trap 'rm -rf "$work"' EXIT
 
 umoci init --layout "$work/oci"

@@ -3,7 +3,11 @@
 //! ```text
 //! bramble-reaper --id ID --pid PID --output-fd FD [--ready-fd FD] --log PATH
 //!                --log-max-bytes N --exit-file PATH [--oom-file PATH]... [--notify PATH]
+//!                [--state-file PATH]
 //! ```
+//!
+//! `--state-file` is libcontainer's `state.json` of the container, removed once it has ended, so
+//! that nothing joins a later process that reuses its pid.
 //!
 //! `--oom-file` names a cgroup file that counts OOM kills (`memory.events` on cgroup v2,
 //! `memory.oom_control` on v1); missing ones are skipped, so the shim passes both.
@@ -25,6 +29,7 @@ pub struct Args<'a> {
     pub exit_file: &'a CStr,
     oom_files: [Option<&'a CStr>; MAX_OOM_FILES],
     pub notify: Option<&'a CStr>,
+    pub state_file: Option<&'a CStr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +39,8 @@ pub enum ArgError {
     NotANumber(&'static str),
     Missing(&'static str),
     TooMany(&'static str),
+    /// `--output-fd` and `--ready-fd` must be distinct and not stdio.
+    BadDescriptors,
 }
 
 /// The start of an argument, for messages (no allocator to copy it whole).
@@ -73,6 +80,9 @@ impl fmt::Display for ArgError {
             ArgError::NotANumber(flag) => write!(f, "{flag} takes a number"),
             ArgError::Missing(flag) => write!(f, "{flag} is required"),
             ArgError::TooMany(flag) => write!(f, "{flag} given more than {MAX_OOM_FILES} times"),
+            ArgError::BadDescriptors => {
+                f.write_str("--output-fd and --ready-fd must be distinct descriptors above 2")
+            }
         }
     }
 }
@@ -87,9 +97,10 @@ pub struct Parsed<'a> {
     pub ready_fd: Option<c_int>,
     log: Option<&'a CStr>,
     log_max_bytes: Option<u64>,
-    exit_file: Option<&'a CStr>,
+    pub exit_file: Option<&'a CStr>,
     oom_files: [Option<&'a CStr>; MAX_OOM_FILES],
     notify: Option<&'a CStr>,
+    state_file: Option<&'a CStr>,
 }
 
 fn number<T: core::str::FromStr>(flag: &'static str, value: &CStr) -> Result<T, ArgError> {
@@ -110,7 +121,7 @@ impl<'a> Parsed<'a> {
     }
 
     fn fill(&mut self, mut args: impl Iterator<Item = &'a CStr>) -> Result<(), ArgError> {
-        const FLAGS: [&str; 9] = [
+        const FLAGS: [&str; 10] = [
             "--id",
             "--pid",
             "--output-fd",
@@ -120,6 +131,7 @@ impl<'a> Parsed<'a> {
             "--exit-file",
             "--oom-file",
             "--notify",
+            "--state-file",
         ];
         let mut error = None;
         while let Some(arg) = args.next() {
@@ -143,7 +155,8 @@ impl<'a> Parsed<'a> {
                     Some(slot) => set(slot, value),
                     None => Err(ArgError::TooMany(flag)),
                 },
-                _ => set(&mut self.notify, value),
+                "--notify" => set(&mut self.notify, value),
+                _ => set(&mut self.state_file, value),
             };
             if let Err(e) = outcome {
                 error = error.or(Some(e));
@@ -154,16 +167,21 @@ impl<'a> Parsed<'a> {
 
     /// The arguments, when every required one is there.
     pub fn complete(&self) -> Result<Args<'a>, ArgError> {
+        let output_fd = self.output_fd.ok_or(ArgError::Missing("--output-fd"))?;
+        if output_fd <= 2 || self.ready_fd.is_some_and(|ready| ready <= 2 || ready == output_fd) {
+            return Err(ArgError::BadDescriptors);
+        }
         Ok(Args {
             id: self.id.ok_or(ArgError::Missing("--id"))?,
             pid: self.pid.filter(|p| *p > 1).ok_or(ArgError::Missing("--pid"))?,
-            output_fd: self.output_fd.ok_or(ArgError::Missing("--output-fd"))?,
+            output_fd,
             ready_fd: self.ready_fd,
             log: self.log.ok_or(ArgError::Missing("--log"))?,
             log_max_bytes: self.log_max_bytes.ok_or(ArgError::Missing("--log-max-bytes"))?,
             exit_file: self.exit_file.ok_or(ArgError::Missing("--exit-file"))?,
             oom_files: self.oom_files,
             notify: self.notify,
+            state_file: self.state_file,
         })
     }
 }
@@ -190,7 +208,8 @@ mod tests {
 
     const FULL: &str = "--id p_c --pid 42 --output-fd 5 --ready-fd 6 --log /l/p_c.log \
                         --log-max-bytes 2097152 --exit-file /r/exit.json \
-                        --oom-file /cg/memory.events --oom-file /cg1/memory.oom_control --notify /r/agent.sock";
+                        --oom-file /cg/memory.events --oom-file /cg1/memory.oom_control --notify /r/agent.sock \
+                        --state-file /r/lc/p_c/state.json";
 
     #[test]
     fn reads_every_flag() {
@@ -204,6 +223,7 @@ mod tests {
         let oom: Vec<&CStr> = args.oom_files().collect();
         assert_eq!(oom, [c"/cg/memory.events", c"/cg1/memory.oom_control"]);
         assert_eq!(args.notify, Some(c"/r/agent.sock"));
+        assert_eq!(args.state_file, Some(c"/r/lc/p_c/state.json"));
     }
 
     #[test]
@@ -220,7 +240,7 @@ mod tests {
         let (parsed, outcome) = parse("--ready-fd 9 --pid 42 --colour red --log-max-bytes lots");
         assert_eq!(outcome.map_err(|e| e.to_string()), Err("unknown argument \"--colour\"".to_string()));
         assert_eq!((parsed.ready_fd, parsed.pid), (Some(9), Some(42)));
-        assert_eq!(parsed.complete().map_err(|e| e.to_string()), Err("--id is required".to_string()));
+        assert_eq!(parsed.complete().map_err(|e| e.to_string()), Err("--output-fd is required".to_string()));
 
         let (_, outcome) = parse("--pid 4x");
         assert_eq!(outcome, Err(ArgError::NotANumber("--pid")));
@@ -228,6 +248,18 @@ mod tests {
         assert_eq!(outcome, Err(ArgError::MissingValue("--id")));
         let (_, outcome) = parse("--oom-file a --oom-file b --oom-file c --oom-file d --oom-file e");
         assert_eq!(outcome, Err(ArgError::TooMany("--oom-file")));
+    }
+
+    #[test]
+    fn refuses_descriptors_that_are_stdio_or_the_same() {
+        for (from, to) in [
+            ("--output-fd 5", "--output-fd 2"),
+            ("--ready-fd 6", "--ready-fd 5"),
+            ("--ready-fd 6", "--ready-fd 0"),
+        ] {
+            let (parsed, _) = parse(&FULL.replace(from, to));
+            assert_eq!(parsed.complete(), Err(ArgError::BadDescriptors), "{to}");
+        }
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn with_suffix(base: &CStr, suffix: &[u8]) -> Result<Buf<4352>, core::fmt::E
 
 /// Does the whole job for a container that runs; returns the process's exit code.
 pub fn run(args: &Args<'_>) -> i32 {
-    sys::ignore_sigpipe();
+    sys::set_signal_dispositions();
     if let Some(ready) = args.ready_fd {
         let ready = Fd::inherited(ready);
         let mut line: Buf<32> = Buf::new();
@@ -107,6 +107,10 @@ pub fn run(args: &Args<'_>) -> i32 {
     }
     drop(output);
     let ended = sys::wait(args.pid);
+    if let Some(state) = args.state_file {
+        // libcontainer's record of a process that is gone: nothing may join its pid later.
+        sys::unlink(state);
+    }
     let oom_killed = args.oom_files().any(exit::oom_kill_counted);
     let exit = Exit::new(ended, oom_killed);
     let written = exit.write(args.exit_file);
@@ -121,17 +125,20 @@ pub fn run(args: &Args<'_>) -> i32 {
 
 /// What to do when the arguments are wrong (a reaper from another build): say so on the ready
 /// pipe, so the agent's start fails with the reason, and end the container, which would
-/// otherwise run without a parent that records its end.
-pub fn refuse(error: &ArgError, ready_fd: Option<i32>, pid: Option<i32>) -> i32 {
-    sys::ignore_sigpipe();
-    if let Some(ready) = ready_fd {
+/// otherwise run without a parent that records its end; record that end if we know where.
+pub fn refuse(error: &ArgError, parsed: &args::Parsed<'_>) -> i32 {
+    sys::set_signal_dispositions();
+    if let Some(ready) = parsed.ready_fd.filter(|fd| *fd > 2) {
         let mut line: Buf<256> = Buf::new();
         let _ = core::fmt::Write::write_fmt(&mut line, format_args!("error bramble-reaper: {error}\n"));
         let _ = Fd::inherited(ready).write_all(line.as_bytes());
     }
-    if let Some(pid) = pid {
+    if let Some(pid) = parsed.pid.filter(|pid| *pid > 1) {
         sys::kill(pid, libc::SIGKILL);
-        let _ = sys::wait(pid);
+        let ended = sys::wait(pid);
+        if let Some(exit_file) = parsed.exit_file {
+            let _ = Exit::new(ended, false).write(exit_file);
+        }
     }
     2
 }

@@ -31,7 +31,8 @@ impl<'a> RotatingLog<'a> {
     /// Writes `bytes`, rotating first when they would pass half the cap. A failed write (a
     /// full disk) drops the output rather than stop the container.
     pub fn write(&mut self, bytes: &[u8]) {
-        if self.written + bytes.len() as u64 > self.half {
+        // An empty current file is not rotated: that would only empty the older one.
+        if self.written > 0 && self.written + bytes.len() as u64 > self.half {
             self.rotate();
         }
         // A chunk larger than half the cap keeps its end only.
@@ -46,10 +47,15 @@ impl<'a> RotatingLog<'a> {
 
     fn rotate(&mut self) {
         self.file = None;
-        if let Some(older) = self.older.as_mut().and_then(|o| o.c_str().ok()) {
-            let _ = sys::rename(self.path, older);
-        }
-        self.file = open_append(self.path);
+        let renamed = self
+            .older
+            .as_mut()
+            .and_then(|o| o.c_str().ok())
+            .is_some_and(|older| sys::rename(self.path, older).is_ok());
+        // If the current file could not become the older one, it starts again empty: the cap
+        // holds either way.
+        let flags = if renamed { 0 } else { libc::O_TRUNC };
+        self.file = Fd::open(self.path, libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | flags, 0o640).ok();
         self.written = 0;
     }
 }
@@ -107,8 +113,14 @@ mod tests {
         let path = dir.join("c.log");
         let c_path = CString::new(path.to_str().expect("utf-8")).expect("no NUL");
         let mut log = RotatingLog::open(&c_path, 10);
+        log.write(b"0123");
         log.write(b"0123456789abcdef");
         assert_eq!(std::fs::read(&path).expect("current"), b"bcdef");
+        assert_eq!(std::fs::read(dir.join("c.log.1")).expect("older"), b"0123");
+        // The next big chunk rotates a non-empty file, so the older one is never emptied.
+        log.write(b"ABCDEFGHIJ");
+        assert_eq!(std::fs::read(&path).expect("current"), b"FGHIJ");
+        assert_eq!(std::fs::read(dir.join("c.log.1")).expect("older"), b"bcdef");
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

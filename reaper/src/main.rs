@@ -36,6 +36,6 @@ pub unsafe extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int 
     let (parsed, outcome) = bramble_reaper::args::Parsed::from_args(args);
     match outcome.and_then(|()| parsed.complete()) {
         Ok(args) => bramble_reaper::run(&args),
-        Err(e) => bramble_reaper::refuse(&e, parsed.ready_fd, parsed.pid),
+        Err(e) => bramble_reaper::refuse(&e, &parsed),
     }
 }

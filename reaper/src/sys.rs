@@ -139,11 +139,16 @@ pub fn kill(pid: i32, signal: c_int) {
     }
 }
 
-/// Ignores SIGPIPE, so that writing to a pipe nobody reads (a launcher that died) is an error to
-/// handle, not the end of the container's parent.
-pub fn ignore_sigpipe() {
-    // SAFETY: SIG_IGN is a valid disposition; no handler code runs.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+/// Sets the signal dispositions the reaper relies on, whatever it inherited: SIGPIPE ignored
+/// (writing to a pipe nobody reads, a launcher that died, is an error to handle, not the end of
+/// the container's parent) and SIGCHLD at its default (ignored, the kernel would reap the
+/// container itself and its exit status would be lost).
+pub fn set_signal_dispositions() {
+    // SAFETY: SIG_IGN and SIG_DFL are valid dispositions; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
 }
 
 /// Sends one datagram to the Unix socket bound at `path`.

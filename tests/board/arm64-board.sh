@@ -37,12 +37,14 @@ done
 dpkg --print-foreign-architectures | grep -qx arm64 || fail "dpkg has no arm64 architecture: run scripts/setup.sh"
 
 work=$(mktemp -d /var/tmp/bramble-arm64-board.XXXXXX)
+chmod 755 "$work"   # apt-get download runs as _apt, which must reach debs/
 mkdir "$work/debs"
 # apt-get download writes as _apt where that user exists.
 if id _apt >/dev/null 2>&1; then chown _apt "$work/debs"; fi
 qemu_pid=
 cleanup() {
-  [ -n "$qemu_pid" ] && kill -9 "$qemu_pid" 2>/dev/null || true
+  # timeout(1) runs qemu in a process group of its own, led by timeout: end them both.
+  [ -n "$qemu_pid" ] && kill -9 -- "-$qemu_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -64,15 +66,17 @@ if ! download; then
   kernel_package=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
   download || fail "apt-get download $kernel_package busybox-static:arm64 failed"
 fi
-dpkg-deb -x "$work"/debs/linux-image-*_arm64.deb "$work/kernel"
+dpkg-deb -x "$work/debs/${kernel_package%:arm64}"_*_arm64.deb "$work/kernel"
 dpkg-deb -x "$work"/debs/busybox-static_*_arm64.deb "$work/busybox"
 vmlinuz=$(ls "$work"/kernel/boot/vmlinuz-*)
 overlay=$(find "$work/kernel/lib/modules" -name 'overlay.ko*' | head -n 1)
 [ -n "$overlay" ] || fail "no overlay module in $kernel_package"
 case "$overlay" in
   *.ko) ;;
-  *.ko.xz) xz -d "$overlay"; overlay=${overlay%.xz} ;;
-  *.ko.zst) zstd -q -d --rm "$overlay"; overlay=${overlay%.zst} ;;
+  *.ko.xz) command -v xz >/dev/null || fail "overlay.ko is xz-compressed: install xz-utils"
+    xz -d "$overlay"; overlay=${overlay%.xz} ;;
+  *.ko.zst) command -v zstd >/dev/null || fail "overlay.ko is zstd-compressed: install zstd"
+    zstd -q -d --rm "$overlay"; overlay=${overlay%.zst} ;;
   *) fail "unknown module compression: $overlay" ;;
 esac
 
@@ -93,7 +97,8 @@ scripts/build-busybox-image.sh "$root/image" >/dev/null
 echo "booting: $(basename "$vmlinuz"), initramfs $(($(stat -c %s "$work/initramfs.gz") / 1024)) KiB" >&2
 console="$work/console.log"
 start=$(date +%s%N)
-timeout 900 qemu-system-aarch64 -M virt -cpu cortex-a72 -m 1024 -smp 2 -nographic -no-reboot -nic none \
+# The board gives up by itself after 5 minutes per step; this only catches a hung machine.
+timeout 1800 qemu-system-aarch64 -M virt -cpu cortex-a72 -m 1024 -smp 2 -nographic -no-reboot -nic none \
   -kernel "$vmlinuz" -initrd "$work/initramfs.gz" -append "console=ttyAMA0 panic=-1 quiet" \
   </dev/null >"$console" 2>&1 &
 qemu_pid=$!
@@ -132,7 +137,7 @@ jq -e '.restartCount >= 1 and ([.state.terminated.reason, .lastState.reason] | i
   <<<"$hungry" >/dev/null || fail "hungry: not reported OOMKilled and restarted: $hungry"
 jq -e '.state.running.pid' <<<"$(pod limits)" >/dev/null || fail "limits: not running: $(pod limits)"
 
-read -r agent_kb reapers reapers_kb < <(sed -n 's/^BOARD-RSS agent_kb=\([0-9]*\) reapers=\([0-9]*\) reapers_kb=\([0-9]*\)$/\1 \2 \3/p' "$console.txt")
+read -r agent_kb reapers reapers_kb < <(sed -n 's/^BOARD-RSS agent_kb=\([0-9]*\) reapers=\([0-9]*\) reapers_kb=\([0-9]*\)$/\1 \2 \3/p' "$console.txt") || true
 [ -n "${agent_kb:-}" ] || fail "the board printed no RSS figures"
 
 arch=$(jq -r .node.arch "$work/status.json")

@@ -477,6 +477,12 @@ fn agent_kill_9_adopts_its_containers_and_a_reboot_brings_them_back() {
     });
     assert_eq!(container(&after, 0)["state"]["terminated"]["exitCode"], 7, "{after:#}");
     assert_eq!(after["phase"], "Failed");
+    // The ended container's libcontainer state is gone (nothing may join a reused pid); its
+    // end is recorded.
+    let id = format!("{}_c", after["uid"].as_str().expect("uid"));
+    assert!(agent.run_dir().join("containers").join(&id).join("exit.json").exists());
+    let state = agent.run_dir().join("libcontainer").join(&id).join("state.json");
+    assert!(!state.exists(), "{} is left", state.display());
     let adopted = agent.wait_pod(&sleeper, "running", |p| running_pid(p, 0).is_some());
     assert_eq!(running_pid(&adopted, 0), Some(pid), "the same process, adopted");
     assert_eq!(container(&adopted, 0)["restartCount"], 0);

@@ -1,5 +1,6 @@
-//! Tidying the cgroup directories containers leave: libcontainer removes a container's own
-//! group; the empty groups above it (a pod's, say) are removed here, up to Bramble's root.
+//! Tidying the cgroup directories containers leave: a container's own group and the empty groups
+//! above it (a pod's, say) are removed here, up to Bramble's root, when the container is
+//! removed (a new run gets a fresh group, so its OOM counter starts at zero).
 
 use std::fs;
 use std::path::{Path, PathBuf};

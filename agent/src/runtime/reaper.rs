@@ -54,8 +54,16 @@ impl Reaper {
     pub fn load(&self) -> Result<Loaded, ReaperError> {
         match self {
             Reaper::Embedded => {
-                let fd = memfd_create(c"bramble-reaper", MemFdCreateFlag::MFD_CLOEXEC)
-                    .map_err(ReaperError::Load)?;
+                // MFD_EXEC keeps it executable where `vm.memfd_noexec` makes memfds noexec by
+                // default (Linux 6.3+); older kernels do not know the flag (EINVAL).
+                let exec = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::from_bits_retain(libc::MFD_EXEC);
+                let fd = match memfd_create(c"bramble-reaper", exec) {
+                    Err(nix::errno::Errno::EINVAL) => {
+                        memfd_create(c"bramble-reaper", MemFdCreateFlag::MFD_CLOEXEC)
+                    }
+                    other => other,
+                }
+                .map_err(ReaperError::Load)?;
                 let mut rest = EMBEDDED;
                 while !rest.is_empty() {
                     match nix::unistd::write(fd.as_fd(), rest) {

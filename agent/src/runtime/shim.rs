@@ -136,6 +136,8 @@ fn supervise(args: &ShimArgs, ready: OwnedFd) -> i32 {
     close_on_exec_all_but(&keep);
     let error = reaper.exec(&reaper_args(args, pid.as_raw(), keep[0], keep[1]));
     let _ = container.delete(true);
+    // No reaper, no record: the pid in shim.json is reaped and may be reused.
+    let _ = fs::remove_file(args.status_dir.join(SHIM_STATE));
     report(&mut ready, Err(format!("container {}: {error}", args.id)))
 }
 
@@ -165,6 +167,7 @@ fn reaper_args(args: &ShimArgs, pid: i32, output_fd: RawFd, ready_fd: RawFd) -> 
     if let Some(notify) = &args.notify {
         flag("--notify", &path(notify));
     }
+    flag("--state-file", &path(&args.root.join(&args.id).join("state.json")));
     // Paths and ids come from the agent and hold no NUL; one that did would be left out.
     words.into_iter().filter_map(|w| CString::new(w).ok()).collect()
 }
@@ -245,6 +248,10 @@ mod tests {
             ]
         );
         assert_eq!(args.notify.map(text), Some(dir.path().join("agent.sock").display().to_string()));
+        assert_eq!(
+            args.state_file.map(text),
+            Some(dir.path().join("root/u1_web/state.json").display().to_string())
+        );
     }
 
     #[test]
