@@ -1,7 +1,8 @@
 //! Bramble's coordinator: it will hold desired state, watch boards over MQTT, schedule pods
-//! across boards, heal and roll out (the coordinator issue). Nothing of that is built yet;
-//! this crate exists so the workspace has its final shape and the CLI can embed it later as
-//! `bramble coordinator`.
+//! across boards, heal and roll out (the coordinator issue). Built so far: the scheduler
+//! (`scheduler`, pure). The CLI will embed the rest as `bramble coordinator`.
+
+pub mod scheduler;
 
 /// What the coordinator binary answers until it is built.
 pub const NOT_BUILT: &str =
