@@ -1,17 +1,21 @@
 //! The MQTT wire protocol between coordinator and boards: topic names and versioned JSON
-//! payloads. This is the only module that knows topic strings.
+//! payloads. This is the only module that knows topic strings. `docs/protocol.md` describes it
+//! for other clients, with an example of every payload (a test decodes each one).
 //!
 //! Per board `NODE`, under a prefix (default `bramble/`):
 //!
-//! | topic                  | retained | from        | payload        |
-//! |------------------------|----------|-------------|----------------|
-//! | `nodes/NODE/status`    | yes      | board, will | [`NodeStatus`] |
-//! | `nodes/NODE/health`    | no       | board       | [`NodeHealth`] |
-//! | `nodes/NODE/desired`   | yes      | coordinator | [`DesiredPods`]|
-//! | `nodes/NODE/observed`  | yes      | board       | [`ObservedPods`] |
+//! | topic                    | retained | from        | payload            |
+//! |--------------------------|----------|-------------|--------------------|
+//! | `nodes/NODE/status`      | yes      | board, will | [`NodeStatus`]     |
+//! | `nodes/NODE/health`      | no       | board       | [`NodeHealth`]     |
+//! | `nodes/NODE/desired`     | yes      | coordinator | [`DesiredPods`]    |
+//! | `nodes/NODE/observed`    | yes      | board       | [`ObservedPods`]   |
+//! | `nodes/NODE/requests`    | no       | coordinator | [`Request`]        |
+//! | `nodes/NODE/responses`   | no       | board       | [`Response`]       |
 //!
-//! A payload is one JSON object whose `v` field is the protocol version. Receivers drop, with a
-//! log line and a counter, anything malformed, oversized or of another version.
+//! A payload is one JSON object whose `v` field is the protocol version; field names are
+//! camelCase, as in Kubernetes objects. Receivers drop, with a log line and a counter, anything
+//! malformed, oversized or of another version.
 
 use std::collections::BTreeMap;
 
@@ -49,10 +53,19 @@ pub enum Channel {
     Health,
     Desired,
     Observed,
+    Requests,
+    Responses,
 }
 
 impl Channel {
-    const ALL: [Channel; 4] = [Channel::Status, Channel::Health, Channel::Desired, Channel::Observed];
+    pub const ALL: [Channel; 6] = [
+        Channel::Status,
+        Channel::Health,
+        Channel::Desired,
+        Channel::Observed,
+        Channel::Requests,
+        Channel::Responses,
+    ];
 
     fn segment(self) -> &'static str {
         match self {
@@ -60,6 +73,8 @@ impl Channel {
             Channel::Health => "health",
             Channel::Desired => "desired",
             Channel::Observed => "observed",
+            Channel::Requests => "requests",
+            Channel::Responses => "responses",
         }
     }
 }
@@ -149,6 +164,7 @@ pub fn decode<T: Message>(payload: &[u8]) -> Result<T, WireError> {
 
 /// Retained on `nodes/NODE/status`; the board's last will sets `online: false`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     pub node: String,
     pub online: bool,
@@ -157,11 +173,15 @@ pub struct NodeStatus {
     /// `arm64`, `arm`, `amd64`, as `kubernetes.io/arch`.
     #[serde(default)]
     pub arch: String,
+    /// Labels the board was given when it joined (`--label disk=ssd`), for `nodeSelector`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 impl Message for NodeStatus {}
 
 /// Sent every few seconds on `nodes/NODE/health`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeHealth {
     pub node: String,
     /// Boards have no real-time clock: time is the board's uptime, not a date.
@@ -182,6 +202,7 @@ impl Message for NodeHealth {}
 /// Retained on `nodes/NODE/desired`: the whole set of pods the board should run. A board
 /// reconciles to the newest generation it has seen and ignores older ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DesiredPods {
     pub node: String,
     pub generation: u64,
@@ -190,6 +211,7 @@ pub struct DesiredPods {
 impl Message for DesiredPods {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodAssignment {
     pub namespace: String,
     pub name: String,
@@ -202,6 +224,7 @@ pub struct PodAssignment {
 
 /// Retained on `nodes/NODE/observed`, published when anything in it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ObservedPods {
     pub node: String,
     /// The generation of [`DesiredPods`] the board last reconciled to.
@@ -211,6 +234,7 @@ pub struct ObservedPods {
 impl Message for ObservedPods {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PodReport {
     pub namespace: String,
     pub name: String,
@@ -233,6 +257,59 @@ pub enum PodPhase {
     Failed,
     Unknown,
 }
+
+/// Sent to a board on `nodes/NODE/requests`: something to do now and answer on
+/// `nodes/NODE/responses` under the same `id` (`bramble logs`, `bramble exec`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// Chosen by the sender, unique among its requests in flight.
+    pub id: String,
+    pub namespace: String,
+    pub pod: String,
+    /// The pod's only container when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub action: Action,
+}
+impl Message for Request {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Action {
+    /// The container's output: the last `tail` lines (all when left out), then, with `follow`,
+    /// what it writes until the request is cancelled or the container ends.
+    Logs {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<u32>,
+        #[serde(default)]
+        follow: bool,
+    },
+    /// A command run in the container; its output comes back in chunks, then its exit code.
+    Exec { command: Vec<String> },
+    /// Stops a `follow` or a running exec of request `id`.
+    Cancel { id: String },
+}
+
+/// One piece of the answer to a [`Request`], on `nodes/NODE/responses`. Chunks of one request
+/// come in `seq` order; the last has `done: true` (and `exitCode` for an exec, or `error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub id: String,
+    pub seq: u32,
+    /// Output as text (invalid UTF-8 replaced), at most about 64 KiB per chunk.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data: String,
+    #[serde(default)]
+    pub done: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why the request could not be carried out (`pod default/web not on this board`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+impl Message for Response {}
 
 #[cfg(test)]
 mod tests {
@@ -267,6 +344,7 @@ mod tests {
             online: true,
             agent_version: "0.1.0".into(),
             arch: "arm64".into(),
+            labels: BTreeMap::new(),
         };
         let bytes = encode(&status);
         let text = String::from_utf8(bytes.clone()).expect("utf-8");
