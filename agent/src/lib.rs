@@ -81,22 +81,7 @@ enum Command {
     },
     /// The per-container shim (started by the agent, not by people).
     #[command(hide = true)]
-    Shim {
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        bundle: PathBuf,
-        #[arg(long)]
-        root: PathBuf,
-        #[arg(long)]
-        log: PathBuf,
-        #[arg(long)]
-        log_max_bytes: u64,
-        #[arg(long)]
-        status_dir: PathBuf,
-        #[arg(long)]
-        notify: Option<PathBuf>,
-    },
+    Shim(#[command(flatten)] runtime::shim::ShimArgs),
     /// Runs a command in a running container (exec probes use it).
     #[command(hide = true)]
     ExecIn {
@@ -132,19 +117,16 @@ pub fn main() -> ExitCode {
         Command::Logs { state_dir, args } => logs_cmd::run(&state_dir, &args),
         Command::Image { state_dir, command } => image_cmd::run(&state_dir, command),
         Command::Debug { state_dir, run_dir, command } => debug_cmd::run(&state_dir, &run_dir, command),
-        Command::Shim { id, bundle, root, log, log_max_bytes, status_dir, notify } => {
-            let args = runtime::shim::ShimArgs { id, bundle, root, log, log_max_bytes, status_dir, notify };
-            match runtime::shim::launch(&args) {
-                Ok(pid) => {
-                    println!("started {pid}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Shim(args) => match runtime::shim::launch(&args) {
+            Ok(pid) => {
+                println!("started {pid}");
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ExecIn { root, id, command } => match runtime::exec::exec_in(&root, &id, command) {
             Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
             Err(e) => {

@@ -174,10 +174,8 @@ pub fn command(state_dir: &Path, run_dir: &Path, json: bool) -> ExitCode {
     let path = status_path(run_dir);
     let status: Option<AgentStatus> =
         std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let running = status.as_ref().is_some_and(|s| {
-        i32::try_from(s.agent_pid)
-            .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
-    });
+    let running =
+        status.as_ref().is_some_and(|s| i32::try_from(s.agent_pid).is_ok_and(crate::runtime::alive));
     let status = status.unwrap_or_default();
     if json {
         let report = Report { node: &node, agent_running: running, status: &status };

@@ -20,7 +20,7 @@ pub fn run(files: &[PathBuf]) -> ExitCode {
 }
 
 /// The file's bytes, at most one past the manifest limit (enough to report it as too large).
-fn read_bounded(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(file: &std::path::Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
     let limit = u64::try_from(MAX_MANIFEST_BYTES + 1).unwrap_or(u64::MAX);

@@ -28,10 +28,10 @@ impl ImageRef {
         }
         let (name, digest) = match reference.split_once('@') {
             Some((name, digest)) => {
-                let hex = digest
-                    .strip_prefix("sha256:")
-                    .ok_or_else(|| error("only sha256 digests are supported"))?;
-                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                if !digest.starts_with("sha256:") {
+                    return Err(error("only sha256 digests are supported"));
+                }
+                if sha256_hex(digest).is_none() {
                     return Err(error("a sha256 digest has 64 lowercase hex digits"));
                 }
                 (name, Some(digest.to_owned()))
@@ -100,6 +100,12 @@ impl fmt::Display for ImageRef {
 /// (`latest`), as OCI layouts' `ref.name` annotations may.
 pub fn is_full_reference(text: &str) -> bool {
     text.contains(['/', ':', '@'])
+}
+
+/// The 64 lowercase hex digits of a `sha256:` digest, or `None` if it is not one.
+pub fn sha256_hex(digest: &str) -> Option<&str> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(hex)
 }
 
 #[cfg(test)]

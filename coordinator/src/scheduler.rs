@@ -47,12 +47,7 @@ pub struct HostPort {
 
 impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let protocol = match self.protocol {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Sctp => "SCTP",
-        };
-        write!(f, "{}/{protocol}", self.port)
+        write!(f, "{}/{}", self.port, self.protocol.name())
     }
 }
 

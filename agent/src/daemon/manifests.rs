@@ -66,7 +66,7 @@ impl ManifestDir {
         let mut good = BTreeMap::new();
         for (path, _, _) in &fingerprint {
             let shown = path.display().to_string();
-            let manifests = match fs::read(path) {
+            let manifests = match crate::validate::read_bounded(path) {
                 Ok(bytes) => parse_manifest_bytes(&shown, &bytes),
                 Err(e) => {
                     read.errors.push(format!("{shown}: cannot read: {e}"));

@@ -416,11 +416,7 @@ impl Daemon {
             if history.is_full() {
                 history.pop_front();
             }
-            let _ = history.push_back(Terminated {
-                exit_code: exit.exit_code,
-                reason: exit.reason,
-                finished_at: exit.finished_at,
-            });
+            let _ = history.push_back(Terminated::from(&exit));
         }
         Some(self.observed(id, name, state, restarts, streak))
     }
@@ -808,11 +804,7 @@ impl Daemon {
                 let rec = record.and_then(|r| r.containers.get(&cname));
                 let state_seen =
                     seen.and_then(|o| o.containers.iter().find(|c| c.name == cname)).map(|c| &c.state);
-                let last = rec.and_then(|r| r.last_exit.as_ref()).map(|e| Terminated {
-                    exit_code: e.exit_code,
-                    reason: e.reason.clone(),
-                    finished_at: e.finished_at,
-                });
+                let last = rec.and_then(|r| r.last_exit.as_ref()).map(Terminated::from);
                 let probes = self.probes.get(&id);
                 let (state, ready) = match state_seen {
                     Some(ContainerState::Running { .. }) => {

@@ -52,6 +52,16 @@ pub struct ExitRecord {
     pub finished_at: u64,
 }
 
+impl From<&ExitRecord> for crate::status::Terminated {
+    fn from(exit: &ExitRecord) -> Self {
+        crate::status::Terminated {
+            exit_code: exit.exit_code,
+            reason: exit.reason.clone(),
+            finished_at: exit.finished_at,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartFailure {

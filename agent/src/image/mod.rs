@@ -58,10 +58,7 @@ pub struct ImageRecord {
 }
 
 /// The hex part of a `sha256:HEX` digest, if it is one.
-pub fn hex_of(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(hex)
-}
+pub use bramble_common::image_ref::sha256_hex as hex_of;
 
 #[derive(Debug, Clone)]
 pub struct ImageStore {

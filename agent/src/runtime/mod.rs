@@ -75,7 +75,8 @@ pub enum ContainerStatus {
     Lost(shim::ShimState),
 }
 
-fn alive(pid: i32) -> bool {
+/// Whether process `pid` exists.
+pub fn alive(pid: i32) -> bool {
     pid > 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 

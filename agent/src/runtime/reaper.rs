@@ -3,7 +3,7 @@
 //! and run it from memory (memfd); other builds use the one next to this binary.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use nix::sys::memfd::{MemFdCreateFlag, memfd_create};
@@ -64,16 +64,11 @@ impl Reaper {
                     other => other,
                 }
                 .map_err(ReaperError::Load)?;
-                let mut rest = EMBEDDED;
-                while !rest.is_empty() {
-                    match nix::unistd::write(fd.as_fd(), rest) {
-                        Ok(0) => return Err(ReaperError::Load(nix::errno::Errno::EIO)),
-                        Ok(n) => rest = &rest[n..],
-                        Err(nix::errno::Errno::EINTR) => {}
-                        Err(e) => return Err(ReaperError::Load(e)),
-                    }
-                }
-                Ok(Loaded::Memory(fd))
+                let mut file = std::fs::File::from(fd);
+                std::io::Write::write_all(&mut file, EMBEDDED).map_err(|e| {
+                    ReaperError::Load(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+                })?;
+                Ok(Loaded::Memory(file.into()))
             }
             Reaper::File(path) => CString::new(path.as_os_str().as_encoded_bytes())
                 .map(Loaded::File)

@@ -24,18 +24,25 @@ use serde::{Deserialize, Serialize};
 use super::reaper;
 use crate::fsutil::write_atomic;
 
-/// What the shim needs to know.
-#[derive(Debug, Clone)]
+/// What the shim needs to know (its command line, written by `Runtime::start`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ShimArgs {
+    #[arg(long)]
     pub id: String,
+    #[arg(long)]
     pub bundle: PathBuf,
     /// libcontainer's state root.
+    #[arg(long)]
     pub root: PathBuf,
+    #[arg(long)]
     pub log: PathBuf,
+    #[arg(long)]
     pub log_max_bytes: u64,
     /// Where `shim.json` and `exit.json` go.
+    #[arg(long)]
     pub status_dir: PathBuf,
     /// A datagram socket told the container's id once it has ended (the agent's wake-up).
+    #[arg(long)]
     pub notify: Option<PathBuf>,
 }
 
