@@ -58,7 +58,7 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
     let mut container = Container::new(&id, &image);
     container.command = command;
     container.resources = ResourceRequirements { requests: ResourceList::default(), limits };
-    let cgroup_path = format!("bramble/debug/{id}");
+    let cgroup_path = format!("{}/debug/{id}", crate::runtime::cgroups::ROOT);
     let config = spec::build(&spec::SpecInput {
         container: &container,
         image: &record.run,
@@ -69,6 +69,7 @@ fn execute(state_dir: &Path, run_dir: &Path, command: DebugCommand) -> Result<Ex
         resolv_conf: spec::host_resolv_conf(),
     });
     let runtime = Runtime::for_this_binary(state_dir, run_dir).map_err(|e| e.to_string())?;
+    runtime.remove(&id).map_err(|e| e.to_string())?;
     let pid = runtime.start(&id, &layers, &config).map_err(|e| e.to_string())?;
     if detach {
         println!("{pid}");

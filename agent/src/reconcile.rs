@@ -40,6 +40,8 @@ pub struct DesiredPod {
 pub enum ContainerState {
     Running {
         started_ms: u64,
+        /// The container's main process.
+        pid: i32,
     },
     Exited {
         exit_code: i32,
@@ -244,7 +246,8 @@ mod tests {
     #[test]
     fn missing_containers_start_and_running_ones_are_left_alone() {
         let want = [desired("a", RestartPolicy::Always, &["web", "sidecar"])];
-        let have = [observed("a", vec![container("web", ContainerState::Running { started_ms: 0 }, 0)])];
+        let have =
+            [observed("a", vec![container("web", ContainerState::Running { started_ms: 0, pid: 7 }, 0)])];
         assert_eq!(plan(&want, &have, 10).actions, vec![start("a", "sidecar")]);
         assert_eq!(plan(&want, &[], 10).actions, vec![start("a", "web"), start("a", "sidecar")]);
     }
@@ -288,7 +291,7 @@ mod tests {
 
     #[test]
     fn pods_no_longer_desired_are_stopped_gracefully_then_removed() {
-        let running = ContainerState::Running { started_ms: 0 };
+        let running = ContainerState::Running { started_ms: 0, pid: 7 };
         let stop = |signal| Action::Stop { pod_uid: "old".into(), container: "c".into(), signal };
         let have = vec![observed("old", vec![container("c", running.clone(), 0)])];
         let first = plan(&[], &have, 5_000);
@@ -310,7 +313,8 @@ mod tests {
     #[test]
     fn a_changed_pod_is_a_new_uid_the_old_one_stops_the_new_one_starts() {
         let want = [desired("new", RestartPolicy::Always, &["c"])];
-        let have = [observed("old", vec![container("c", ContainerState::Running { started_ms: 0 }, 0)])];
+        let have =
+            [observed("old", vec![container("c", ContainerState::Running { started_ms: 0, pid: 7 }, 0)])];
         let actions = plan(&want, &have, 0).actions;
         assert_eq!(
             actions,
@@ -334,7 +338,7 @@ mod tests {
     #[test]
     fn an_unhealthy_container_is_stopped_within_its_grace_period() {
         let want = [desired("a", RestartPolicy::Always, &["c"])];
-        let mut sick = container("c", ContainerState::Running { started_ms: 0 }, 0);
+        let mut sick = container("c", ContainerState::Running { started_ms: 0, pid: 7 }, 0);
         sick.unhealthy = true;
         let stop = |signal| Action::Stop { pod_uid: "a".into(), container: "c".into(), signal };
         let first = plan(&want, &[observed("a", vec![sick.clone()])], 1_000);

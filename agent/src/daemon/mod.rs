@@ -334,11 +334,13 @@ impl Daemon {
     fn observe_container(&mut self, uid: &str, name: &str, id: &str, now: u64) -> Option<ObservedContainer> {
         let status = self.runtime.status(id);
         // A directory without shim files: a start cut off midway, to be cleaned up.
-        let has_dir = || self.runtime.paths(id).status_dir.exists();
+        let has_dir = || self.runtime.status_dir(id).exists();
         let Some(record) = self.records.get_mut(uid) else {
             // Nobody declared it: report it so the plan stops and removes it.
             let state = match status {
-                ContainerStatus::Running(_) => ContainerState::Running { started_ms: now },
+                ContainerStatus::Running(s) => {
+                    ContainerState::Running { started_ms: now, pid: s.container_pid }
+                }
                 ContainerStatus::Exited(e) => {
                     ContainerState::Exited { exit_code: e.exit_code, finished_ms: 0, ran_ms: 0 }
                 }
@@ -387,9 +389,10 @@ impl Daemon {
             }
         }
         let state = match &status {
-            ContainerStatus::Running(_) => {
-                ContainerState::Running { started_ms: c.running_since_ms.unwrap_or(now) }
-            }
+            ContainerStatus::Running(s) => ContainerState::Running {
+                started_ms: c.running_since_ms.unwrap_or(now),
+                pid: s.container_pid,
+            },
             _ => match (&c.failure, &c.last_exit) {
                 (Some(f), _) => ContainerState::Failed { failed_ms: f.failed_ms, attempts: f.attempts },
                 (None, Some(e)) => ContainerState::Exited {
@@ -430,7 +433,7 @@ impl Daemon {
         streak: u32,
     ) -> ObservedContainer {
         let unhealthy = match &state {
-            ContainerState::Running { started_ms } => {
+            ContainerState::Running { started_ms, .. } => {
                 self.probes.get(id).is_some_and(|p| p.run == *started_ms && p.unhealthy)
             }
             _ => false,
@@ -505,13 +508,13 @@ impl Daemon {
                 .collect(),
         });
         record.containers.entry(name.to_owned()).or_default();
-        // The previous run's mount, bundle and writable layer go first: a restart starts
-        // from the image.
-        if let Err(e) = self.runtime.remove(&id) {
-            log(format!("{}: cannot clean its previous run: {e}", self.describe(&id)));
-        }
+        // The previous run's mount, bundle and writable layer go first (before the disk check,
+        // which should count the space they free): a restart starts from the image.
         let begun = Instant::now();
-        let outcome = self.try_start(&pod, &container, &id);
+        let outcome = match self.runtime.remove(&id) {
+            Ok(()) => self.try_start(&pod, &container, &id),
+            Err(e) => Err(("CreateContainerError", format!("cleaning its previous run: {e}"))),
+        };
         let who = self.describe(&id);
         let Some(c) = self.records.get_mut(uid).and_then(|r| r.containers.get_mut(name)) else { return };
         match outcome {
@@ -749,7 +752,7 @@ impl Daemon {
         for pod in &self.desired {
             let Some(seen) = observed.iter().find(|o| o.uid == pod.uid) else { continue };
             for container in &pod.spec.containers {
-                let Some(ContainerState::Running { started_ms }) =
+                let Some(ContainerState::Running { started_ms, .. }) =
                     seen.containers.iter().find(|c| c.name == container.name).map(|c| &c.state)
                 else {
                     continue;
@@ -807,11 +810,8 @@ impl Daemon {
                 let last = rec.and_then(|r| r.last_exit.as_ref()).map(Terminated::from);
                 let probes = self.probes.get(&id);
                 let (state, ready) = match state_seen {
-                    Some(ContainerState::Running { .. }) => {
-                        let pid = match self.runtime.status(&id) {
-                            ContainerStatus::Running(s) => s.container_pid,
-                            _ => 0,
-                        };
+                    Some(ContainerState::Running { pid, .. }) => {
+                        let pid = *pid;
                         let ready = probes.is_none_or(|p| p.started && p.ready && !p.unhealthy);
                         (
                             State::Running { pid, started_at: rec.and_then(|r| r.started_at).unwrap_or(0) },

@@ -8,10 +8,24 @@ use std::path::{Path, PathBuf};
 /// The directory of Bramble's groups in every hierarchy: `bramble`.
 pub const ROOT: &str = "bramble";
 
+/// Where the cgroup hierarchies are mounted: cgroup v2 itself, or one directory per v1
+/// controller.
+const BASE: &str = "/sys/fs/cgroup";
+
+/// The files that count OOM kills of group `relative`: v2 `memory.events`, and the v1 memory
+/// hierarchy's `memory.oom_control` (whichever this host has).
+pub fn oom_counters(relative: &str) -> [PathBuf; 2] {
+    let relative = relative.trim_start_matches('/');
+    [
+        Path::new(BASE).join(relative).join("memory.events"),
+        Path::new(BASE).join("memory").join(relative).join("memory.oom_control"),
+    ]
+}
+
 /// Every place `relative` (such as `bramble/<pod>/<container>`) exists: each cgroup v1
 /// hierarchy under `/sys/fs/cgroup/*`, and the v2 hierarchy at `/sys/fs/cgroup` itself.
 fn locations(relative: &str) -> Vec<PathBuf> {
-    let base = Path::new("/sys/fs/cgroup");
+    let base = Path::new(BASE);
     let mut found = vec![base.join(relative)];
     if let Ok(entries) = fs::read_dir(base) {
         found.extend(entries.flatten().map(|e| e.path().join(relative)));

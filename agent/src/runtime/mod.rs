@@ -53,14 +53,11 @@ impl RuntimeError {
 /// Where one container's pieces live.
 #[derive(Debug, Clone)]
 pub struct ContainerPaths {
-    pub id: String,
     pub status_dir: PathBuf,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
-    /// The writable layer's directory: `upper/` and `work/` inside it.
+    /// The writable layer's directory: overlayfs' `upper/` and `work/` inside it.
     pub writable: PathBuf,
-    pub upper: PathBuf,
-    pub work: PathBuf,
     pub log: PathBuf,
 }
 
@@ -110,28 +107,31 @@ impl Runtime {
     }
 
     pub fn paths(&self, id: &str) -> ContainerPaths {
-        let status_dir = self.run_dir.join("containers").join(id);
+        let status_dir = self.status_dir(id);
         let bundle = status_dir.join("bundle");
-        let writable = self.state_dir.join("containers").join(id);
         ContainerPaths {
-            id: id.to_owned(),
             rootfs: bundle.join("rootfs"),
             bundle,
             status_dir,
-            upper: writable.join("upper"),
-            work: writable.join("work"),
-            writable,
+            writable: self.state_dir.join("containers").join(id),
             log: log_path(&self.state_dir, id),
         }
     }
 
-    fn libcontainer_root(&self) -> PathBuf {
+    /// Where the shim and reaper of container `id` write `shim.json` and `exit.json`.
+    pub fn status_dir(&self, id: &str) -> PathBuf {
+        self.run_dir.join("containers").join(id)
+    }
+
+    /// libcontainer's state root (for `exec` into a running container, too).
+    pub fn state_root(&self) -> PathBuf {
         self.run_dir.join("libcontainer")
     }
 
     /// Prepares the root and bundle of container `id` from image `layers` (bottom first, from
-    /// `ImageStore::layer_dirs`) and `config` (an OCI runtime
-    /// spec), starts it through a shim, and returns its pid.
+    /// `ImageStore::layer_dirs`) and `config` (an OCI runtime spec), starts it through a shim,
+    /// and returns its pid. A previous run of `id` must have been removed ([`Runtime::remove`]):
+    /// a replaced container starts from the image.
     pub fn start(
         &self,
         id: &str,
@@ -140,15 +140,14 @@ impl Runtime {
     ) -> Result<i32, RuntimeError> {
         let paths = self.paths(id);
         let io = |path: &Path| RuntimeError::io(id, path);
-        // A fresh writable layer every start: a replaced container starts from the image.
-        self.remove(id)?;
-        for dir in [&paths.status_dir, &self.libcontainer_root()] {
+        for dir in [&paths.status_dir, &self.state_root()] {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
         if let Some(dir) = paths.log.parent() {
             fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        rootfs::mount_overlay(layers, &paths.upper, &paths.work, &paths.rootfs).map_err(io(&paths.rootfs))?;
+        let (upper, work) = (paths.writable.join("upper"), paths.writable.join("work"));
+        rootfs::mount_overlay(layers, &upper, &work, &paths.rootfs).map_err(io(&paths.rootfs))?;
         let config_path = paths.bundle.join("config.json");
         let bytes = serde_json::to_vec_pretty(config).expect("a JSON value serializes");
         write_atomic(&config_path, &bytes).map_err(io(&config_path))?;
@@ -159,7 +158,7 @@ impl Runtime {
             .arg("--bundle")
             .arg(&paths.bundle)
             .arg("--root")
-            .arg(self.libcontainer_root())
+            .arg(self.state_root())
             .arg("--log")
             .arg(&paths.log)
             .arg("--log-max-bytes")
@@ -168,6 +167,7 @@ impl Runtime {
             .arg(&paths.status_dir)
             .arg("--notify")
             .arg(self.notify_socket())
+            .args(config["linux"]["cgroupsPath"].as_str().map(|cgroup| format!("--cgroup={cgroup}")))
             .output()
             .map_err(io(&self.agent_binary))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -187,19 +187,14 @@ impl Runtime {
         self.run_dir.join("agent.sock")
     }
 
-    /// libcontainer's state root, for `exec` into a running container.
-    pub fn state_root(&self) -> PathBuf {
-        self.libcontainer_root()
-    }
-
     /// How the container ended, once its shim has recorded it.
     pub fn exit_info(&self, id: &str) -> Option<shim::ExitInfo> {
-        let bytes = fs::read(self.paths(id).status_dir.join(shim::EXIT_INFO)).ok()?;
+        let bytes = fs::read(self.status_dir(id).join(shim::EXIT_INFO)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
     fn shim_state(&self, id: &str) -> Option<shim::ShimState> {
-        let bytes = fs::read(self.paths(id).status_dir.join(shim::SHIM_STATE)).ok()?;
+        let bytes = fs::read(self.status_dir(id).join(shim::SHIM_STATE)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -245,7 +240,7 @@ impl Runtime {
         if let Some(cgroup) = shim::cgroup_path(&paths.bundle) {
             cgroups::remove_empty(&cgroup);
         }
-        for dir in [&paths.status_dir, &self.libcontainer_root().join(id), &paths.writable] {
+        for dir in [&paths.status_dir, &self.state_root().join(id), &paths.writable] {
             match fs::remove_dir_all(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -44,6 +44,9 @@ pub struct ShimArgs {
     /// A datagram socket told the container's id once it has ended (the agent's wake-up).
     #[arg(long)]
     pub notify: Option<PathBuf>,
+    /// The container's cgroup (`linux.cgroupsPath` of its config), where its OOM kills count.
+    #[arg(long)]
+    pub cgroup: Option<String>,
 }
 
 /// Written when the container runs.
@@ -163,13 +166,8 @@ fn reaper_args(args: &ShimArgs, pid: i32, output_fd: RawFd, ready_fd: RawFd) -> 
     flag("--log", &path(&args.log));
     flag("--log-max-bytes", args.log_max_bytes.to_string().as_bytes());
     flag("--exit-file", &path(&args.status_dir.join(EXIT_INFO)));
-    if let Some(cgroup) = cgroup_path(&args.bundle) {
-        // cgroup v2 (`memory.events`) or the v1 memory hierarchy (`memory.oom_control`).
-        flag("--oom-file", &path(&Path::new("/sys/fs/cgroup").join(&cgroup).join("memory.events")));
-        flag(
-            "--oom-file",
-            &path(&Path::new("/sys/fs/cgroup/memory").join(&cgroup).join("memory.oom_control")),
-        );
+    for counter in args.cgroup.iter().flat_map(|cgroup| super::cgroups::oom_counters(cgroup)) {
+        flag("--oom-file", &path(&counter));
     }
     if let Some(notify) = &args.notify {
         flag("--notify", &path(notify));
@@ -221,18 +219,15 @@ mod tests {
     #[test]
     fn the_reaper_reads_the_shims_command_line() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let bundle = dir.path().join("bundle");
-        fs::create_dir_all(&bundle).expect("bundle dir");
-        fs::write(bundle.join("config.json"), br#"{"linux":{"cgroupsPath":"/bramble/u1/web"}}"#)
-            .expect("config");
         let shim = ShimArgs {
             id: "u1_web".to_owned(),
-            bundle,
+            bundle: dir.path().join("bundle"),
             root: dir.path().join("root"),
             log: dir.path().join("logs/u1_web.log"),
             log_max_bytes: 4096,
             status_dir: dir.path().join("status"),
             notify: Some(dir.path().join("agent.sock")),
+            cgroup: Some("/bramble/u1/web".to_owned()),
         };
         let words = reaper_args(&shim, 4242, 7, 8);
         let (parsed, outcome) = bramble_reaper::args::Parsed::from_args(words.iter().map(CString::as_c_str));
