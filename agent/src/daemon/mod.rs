@@ -114,10 +114,8 @@ struct Daemon {
     manifests: manifests::ManifestDir,
     manifest_errors: Vec<String>,
     desired: Vec<DesiredPod>,
-    /// Container id → when SIGTERM was sent.
-    stopping: BTreeMap<String, u64>,
-    /// Containers sent SIGKILL whose end is not seen yet.
-    killed: BTreeSet<String>,
+    /// Container id → when SIGTERM was sent, and whether SIGKILL was (its end not seen yet).
+    stopping: BTreeMap<String, (u64, bool)>,
     probes: BTreeMap<String, Probes>,
     history: BTreeMap<String, Deque<Terminated, HISTORY>>,
     /// The last failure logged per container, so each is logged once.
@@ -176,7 +174,6 @@ impl Daemon {
             manifest_errors: Vec::new(),
             desired: Vec::new(),
             stopping: BTreeMap::new(),
-            killed: BTreeSet::new(),
             probes: BTreeMap::new(),
             history: BTreeMap::new(),
             logged: BTreeMap::new(),
@@ -363,7 +360,6 @@ impl Daemon {
                     // Started by an agent that died before it could record it.
                     c.running_since_ms = Some(now);
                     c.started_at = Some(unix_now());
-                    c.ever_started = true;
                     changed = true;
                 }
             }
@@ -413,7 +409,6 @@ impl Daemon {
         if let Some(exit) = ended {
             log(format!("{}: exited with code {} ({})", self.describe(id), exit.exit_code, exit.reason));
             self.stopping.remove(id);
-            self.killed.remove(id);
             self.probes.remove(id);
             let history = self.history.entry(id.to_owned()).or_default();
             if history.is_full() {
@@ -443,7 +438,7 @@ impl Daemon {
             state,
             restarts,
             crash_streak: streak,
-            stop_requested_ms: self.stopping.get(id).copied(),
+            stop_requested_ms: self.stopping.get(id).map(|(since, _)| *since),
             unhealthy,
         }
     }
@@ -477,14 +472,15 @@ impl Daemon {
                     StopSignal::Term => (Signal::SIGTERM, "stopping (SIGTERM)"),
                     StopSignal::Kill => (Signal::SIGKILL, "still running after its grace period: SIGKILL"),
                 };
+                let (_, killed) = self.stopping.entry(id.clone()).or_insert((now, false));
                 // SIGKILL may be planned again before its end is seen: say it once.
-                if signal == Signal::SIGTERM || self.killed.insert(id.clone()) {
+                let first_kill = signal == Signal::SIGKILL && !std::mem::replace(killed, true);
+                if signal == Signal::SIGTERM || first_kill {
                     log(format!("{}: {what}", self.describe(&id)));
                 }
                 if let Err(e) = self.runtime.signal(&id, signal) {
                     log(e.to_string());
                 }
-                self.stopping.entry(id).or_insert(now);
             }
             Action::RemovePod { pod_uid } => self.remove_pod(&pod_uid),
         }
@@ -519,12 +515,11 @@ impl Daemon {
         let Some(c) = self.records.get_mut(uid).and_then(|r| r.containers.get_mut(name)) else { return };
         match outcome {
             Ok(pid) => {
-                if c.ever_started {
+                if c.ever_started() {
                     c.restarts += 1;
                     let long_run = c.last_exit.as_ref().is_some_and(|e| e.ran_ms >= BACKOFF_RESET_MS);
                     c.crash_streak = if long_run { 1 } else { c.crash_streak + 1 };
                 }
-                c.ever_started = true;
                 c.running_since_ms = Some(now);
                 c.started_at = Some(unix_now());
                 c.failure = None;
@@ -729,7 +724,6 @@ impl Daemon {
             }
             self.probes.remove(&id);
             self.stopping.remove(&id);
-            self.killed.remove(&id);
             self.history.remove(&id);
             self.logged.remove(&id);
         }
@@ -868,7 +862,7 @@ impl Daemon {
                 });
             }
             let ever_ran = |c: &status::ContainerStatus| {
-                record.and_then(|r| r.containers.get(&c.name)).is_some_and(|r| r.ever_started)
+                record.and_then(|r| r.containers.get(&c.name)).is_some_and(ContainerRecord::ever_started)
             };
             let phase = if desired.is_none() {
                 "Terminating"

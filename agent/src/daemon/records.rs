@@ -31,8 +31,6 @@ pub struct PodRecord {
 pub struct ContainerRecord {
     pub restarts: u32,
     pub crash_streak: u32,
-    /// Whether a process of this container ever ran (the next start is then a restart).
-    pub ever_started: bool,
     /// While a process runs: when it started.
     pub running_since_ms: Option<u64>,
     pub started_at: Option<u64>,
@@ -70,6 +68,14 @@ pub struct StartFailure {
     pub message: String,
     pub failed_ms: u64,
     pub attempts: u32,
+}
+
+impl ContainerRecord {
+    /// Whether a process of this container ever ran (the next start is then a restart): one
+    /// runs, or one ended.
+    pub fn ever_started(&self) -> bool {
+        self.running_since_ms.is_some() || self.last_exit.is_some()
+    }
 }
 
 impl PodRecord {
@@ -176,7 +182,7 @@ mod tests {
             boot_id: "a".into(),
             containers: BTreeMap::from([(
                 "c".to_owned(),
-                ContainerRecord { running_since_ms: Some(9_000), ever_started: true, ..Default::default() },
+                ContainerRecord { running_since_ms: Some(9_000), ..Default::default() },
             )]),
         };
         let same = record.clone();
