@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -126,6 +127,52 @@ pub fn shims(run_dir: &Path) -> Vec<ShimRecord> {
 pub fn kill_9(pid: i32) {
     if pid > 1 {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Every directory of cgroup `relative` (such as `bramble/<pod uid>`): one per v1 hierarchy,
+/// and the v2 one at the root.
+pub fn cgroup_dirs(relative: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path().join(relative))
+        .chain([root.join(relative)])
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+/// Removes cgroup `relative` and its child groups, in every hierarchy (a test's clean-up;
+/// groups still in use stay).
+pub fn remove_cgroup(relative: &str) {
+    for group in cgroup_dirs(relative) {
+        for child in std::fs::read_dir(&group).into_iter().flatten().flatten() {
+            if child.path().is_dir() {
+                let _ = std::fs::remove_dir(child.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&group);
+    }
+}
+
+/// Calls `check` every `poll` until it gives a value, and returns it; panics after `timeout`,
+/// naming `what` and adding `context()` (an agent's log, say).
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {} s for {what}\n{}", timeout.as_secs(), context());
+        std::thread::sleep(poll);
     }
 }
 

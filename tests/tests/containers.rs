@@ -5,9 +5,12 @@
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bramble_tests::{binary, busybox_layout, cgroup_setting, kill_9, require_root, run, shims, text};
+use bramble_tests::{
+    binary, busybox_layout, cgroup_dirs, cgroup_setting, kill_9, remove_cgroup, require_root, run, shims,
+    text, wait_until,
+};
 
 /// A board's state and run directories with busybox imported; kills and cleans up whatever its
 /// containers left, even when the test fails.
@@ -72,9 +75,9 @@ impl Drop for Board {
             }
             let rootfs = self.run.path().join("containers").join(id).join("bundle/rootfs");
             let _ = Command::new("umount").arg("-l").arg(&rootfs).status();
-            for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-                let _ = fs::remove_dir(hierarchy.path().join(Board::cgroup(id)));
-                let _ = fs::remove_dir(hierarchy.path().join("bramble/debug")); // only if empty
+            remove_cgroup(&Board::cgroup(id));
+            for parent in cgroup_dirs("bramble/debug") {
+                let _ = fs::remove_dir(parent); // only if empty
             }
         }
     }
@@ -103,14 +106,9 @@ fn output_and_exit_codes_come_back_and_nothing_is_left() {
     assert_eq!(stdout, format!("out\nerr\n{id}\n"));
     assert_eq!(stderr, "exit code 3\n");
     assert_eq!(mounts_under(board.run.path()), 0, "the overlay is unmounted");
-    assert!(!bramble_cgroup_exists(&Board::cgroup(&id)), "the cgroup is removed");
+    assert!(cgroup_dirs(&Board::cgroup(&id)).is_empty(), "the cgroup is removed");
     assert!(!board.run.path().join("containers").join(&id).exists(), "the bundle is removed");
     assert!(!board.state.path().join("containers").join(&id).exists(), "the writable layer is removed");
-}
-
-fn bramble_cgroup_exists(relative: &str) -> bool {
-    fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().any(|h| h.path().join(relative).is_dir())
-        || std::path::Path::new("/sys/fs/cgroup").join(relative).is_dir()
 }
 
 #[test]
@@ -175,12 +173,12 @@ fn a_missing_image_or_command_is_a_clear_error() {
 }
 
 fn wait_for_file(path: &std::path::Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(text) = fs::read_to_string(path) {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{} did not appear within 10 s", path.display());
+    let read = || fs::read_to_string(path).ok();
+    wait_until(
+        &format!("{} to appear", path.display()),
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        read,
+        String::new,
+    )
 }

@@ -8,10 +8,11 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bramble_tests::{
-    binary, board_binary, busybox_layout, cgroup_setting, kill_9, require_root, run, shims, text,
+    binary, board_binary, busybox_layout, cgroup_dirs, cgroup_setting, kill_9, remove_cgroup, require_root,
+    run, shims, text, wait_until,
 };
 use serde_json::Value;
 
@@ -140,27 +141,45 @@ impl Agent {
 
     /// Waits until pod `name`'s status satisfies `ok`, and returns that status.
     fn wait_pod(&self, name: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let last = std::cell::RefCell::new(Value::Null);
+        let check = || {
             let pod = self.pod(name).unwrap_or(Value::Null);
-            if ok(&pod) {
-                return pod;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pod {name}: waited 60 s for {what}; status: {pod:#}\nagent log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let done = ok(&pod);
+            *last.borrow_mut() = pod.clone();
+            done.then_some(pod)
+        };
+        let context = || format!("status: {:#}\nagent log:\n{}", last.borrow(), self.log());
+        wait_until(
+            &format!("pod {name}: {what}"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            check,
+            context,
+        )
+    }
+
+    /// The shim record of the container whose main process is `container_pid`.
+    fn shim_of(&self, container_pid: i64) -> bramble_tests::ShimRecord {
+        let shims = shims(&self.run_dir());
+        shims.into_iter().find(|s| i64::from(s.container_pid) == container_pid).expect("shim.json")
+    }
+
+    /// SIGKILL to the single-container pod's process `pid`; waits until it runs again, ready.
+    fn kill_and_wait_restart(&self, pod: &str, pid: i64) -> Value {
+        kill_9(i32::try_from(pid).expect("pid"));
+        self.wait_pod(pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true)
     }
 
     fn wait_gone(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.pod(name).is_some() {
-            assert!(Instant::now() < deadline, "pod {name} still there; agent log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let gone = || self.pod(name).is_none().then_some(());
+        let context = || format!("agent log:\n{}", self.log());
+        wait_until(
+            &format!("pod {name} to go"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            gone,
+            context,
+        );
     }
 
     /// What a reboot leaves: no processes, no mounts, an empty run directory.
@@ -214,14 +233,7 @@ impl Drop for Agent {
         let uids = self.uids();
         self.power_off();
         for uid in uids {
-            for group in cgroup_dirs(&uid) {
-                for child in fs::read_dir(&group).into_iter().flatten().flatten() {
-                    if child.path().is_dir() {
-                        let _ = fs::remove_dir(child.path());
-                    }
-                }
-                let _ = fs::remove_dir(&group);
-            }
+            remove_cgroup(&pod_cgroup(&uid));
         }
     }
 }
@@ -230,16 +242,9 @@ fn alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// The cgroup directories of pod `uid`, in every hierarchy.
-fn cgroup_dirs(uid: &str) -> Vec<PathBuf> {
-    fs::read_dir("/sys/fs/cgroup")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|h| h.path().join("bramble").join(uid))
-        .chain([Path::new("/sys/fs/cgroup/bramble").join(uid)])
-        .filter(|p| p.is_dir())
-        .collect()
+/// Pod `uid`'s cgroup, relative to the hierarchies' roots.
+fn pod_cgroup(uid: &str) -> String {
+    format!("bramble/{uid}")
 }
 
 /// A name unique to this test process.
@@ -307,17 +312,14 @@ fn a_pod_serves_httpd_on_its_host_port_and_a_killed_container_is_restarted() {
 
     // The shim became the small reaper (same pid), and the container is its child.
     let first = running_pid(&status, 0).expect("a pid");
-    let shim =
-        shims(&agent.run_dir()).into_iter().find(|s| i64::from(s.container_pid) == first).expect("shim.json");
+    let shim = agent.shim_of(first);
     let cmdline = fs::read(format!("/proc/{}/cmdline", shim.shim_pid)).expect("the shim's command line");
     assert!(cmdline.starts_with(b"bramble-reaper\0--id\0"), "{}", String::from_utf8_lossy(&cmdline));
     let stat = fs::read_to_string(format!("/proc/{first}/stat")).expect("the container's stat");
     let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).expect("ppid");
     assert_eq!(parent, shim.shim_pid.to_string(), "the container's parent is its reaper");
 
-    kill_9(i32::try_from(first).expect("pid"));
-    let status =
-        agent.wait_pod(&pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true);
+    let status = agent.kill_and_wait_restart(&pod, first);
     let second = running_pid(&status, 0).expect("a pid");
     assert_ne!(first, second);
     assert_eq!(container(&status, 0)["lastState"]["exitCode"], 137);
@@ -355,15 +357,12 @@ fn the_static_board_binary_runs_pods_through_its_built_in_reaper() {
     let status = agent.wait_pod(&pod, "ready", |p| p["ready"] == true);
     assert!(http_get(port, "/").is_some_and(|a| a.contains("hello from bramble")));
     let first = running_pid(&status, 0).expect("a pid");
-    let shim =
-        shims(&agent.run_dir()).into_iter().find(|s| i64::from(s.container_pid) == first).expect("shim.json");
+    let shim = agent.shim_of(first);
     // The reaper runs from memory, out of the agent binary, not from a file beside it.
     let exe = fs::read_link(format!("/proc/{}/exe", shim.shim_pid)).expect("the shim's executable");
     assert!(exe.to_string_lossy().starts_with("/memfd:bramble-reaper"), "{}", exe.display());
 
-    kill_9(i32::try_from(first).expect("pid"));
-    let status =
-        agent.wait_pod(&pod, "a restart", |p| container(p, 0)["restartCount"] == 1 && p["ready"] == true);
+    let status = agent.kill_and_wait_restart(&pod, first);
     assert_eq!(container(&status, 0)["lastState"]["exitCode"], 137);
     assert!(http_get(port, "/").is_some_and(|a| a.contains("hello from bramble")));
 }
@@ -408,7 +407,7 @@ fn a_removed_manifest_stops_and_cleans_its_pod() {
     let pid = running_pid(&status, 0).expect("a pid");
     let uid = status["uid"].as_str().expect("uid").to_owned();
     let id = format!("{uid}_httpd");
-    assert!(!cgroup_dirs(&uid).is_empty(), "the pod has cgroups while it runs");
+    assert!(!cgroup_dirs(&pod_cgroup(&uid)).is_empty(), "the pod has cgroups while it runs");
     assert!(agent.state().join("volumes").join(&uid).join("scratch").is_dir());
 
     agent.delete("gone.yaml");
@@ -419,7 +418,7 @@ fn a_removed_manifest_stops_and_cleans_its_pod() {
     assert!(shims(&agent.run_dir()).is_empty(), "shim files are left");
     let mounts = fs::read_to_string("/proc/self/mounts").expect("mounts");
     assert!(!mounts.contains(&agent.run_dir().display().to_string()), "a mount is left:\n{mounts}");
-    assert_eq!(cgroup_dirs(&uid), Vec::<PathBuf>::new(), "cgroups are left");
+    assert_eq!(cgroup_dirs(&pod_cgroup(&uid)), Vec::<PathBuf>::new(), "cgroups are left");
     for left in [
         agent.run_dir().join("containers").join(&id),
         agent.run_dir().join("libcontainer").join(&id),
@@ -751,11 +750,19 @@ fn a_container_nobody_declares_is_stopped_and_removed() {
     agent.delete("stray.yaml");
     fs::remove_file(agent.state().join("pods").join(format!("{uid}.json"))).expect("remove the record");
     agent.start();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while alive(pid) || !shims(&agent.run_dir()).is_empty() || !cgroup_dirs(&uid).is_empty() {
-        assert!(Instant::now() < deadline, "the stray container stays; agent log:\n{}", agent.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let gone = || {
+        let left =
+            alive(pid) || !shims(&agent.run_dir()).is_empty() || !cgroup_dirs(&pod_cgroup(&uid)).is_empty();
+        (!left).then_some(())
+    };
+    let context = || format!("agent log:\n{}", agent.log());
+    wait_until(
+        "the stray container to go",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        gone,
+        context,
+    );
     // Without a record, the grace period is Kubernetes' default: SIGTERM, then SIGKILL.
     let log = agent.log();
     assert!(log.contains(&format!("container {uid}_c: stopping (SIGTERM)")), "{log}");
