@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # Builds a multi-arch busybox image as an OCI image layout, from Debian's busybox-static:
 #   scripts/build-busybox-image.sh OUT_DIR
+#   scripts/build-busybox-image.sh --cached   # builds once into target/test-fixtures (the name
+#                                             # changes with this script), prints the path
 # Each platform (linux/amd64, linux/arm64) is built by umoci; both are then joined under one
 # image index, named as containerd names exports: ref.name "latest" and
 # io.containerd.image.name "docker.io/library/busybox:latest". Needs scripts/setup.sh (umoci,
 # jq, and dpkg's arm64 architecture for busybox-static:arm64).
 set -euo pipefail
-out=${1:?usage: scripts/build-busybox-image.sh OUT_DIR}
+out=${1:?usage: scripts/build-busybox-image.sh OUT_DIR|--cached}
+if [ "$out" = --cached ]; then
+  fixtures="$(cd "$(dirname "$0")/.." && pwd)/target/test-fixtures"
+  cached="$fixtures/busybox-oci-$(sha256sum "$0" | cut -c1-16)"
+  if [ ! -f "$cached/index.json" ]; then
+    mkdir -p "$fixtures"
+    staging="$fixtures/building-$$"
+    rm -rf "$staging"
+    "$0" "$staging" >/dev/null
+    # Published by one rename; a run side by side may have published it first.
+    mv -T "$staging" "$cached" 2>/dev/null || rm -rf "$staging"
+  fi
+  echo "$cached"
+  exit 0
+fi
 [ ! -e "$out" ] || { echo "$out exists already" >&2; exit 1; }
 work=$(mktemp -d)
 chmod 755 "$work"   # apt-get download drops privileges to _apt, which must write here

@@ -56,14 +56,15 @@ agent=$(tail -n 1 "$work/build.log")
 [ -x "$agent" ] || fail "no agent binary at $agent"
 
 # The kernel linux-image-arm64 points to today, and busybox-static, both for arm64.
-kernel_package=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+kernel_package() { apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+kernel_package=$(kernel_package)
 [ -n "$kernel_package" ] || fail "apt-cache does not know linux-image-arm64:arm64 (apt-get update?)"
 echo "downloading $kernel_package and busybox-static:arm64" >&2
 download() { (cd "$work/debs" && apt-get download -qq "$kernel_package" "busybox-static:arm64"); }
 if ! download; then
   # Package lists older than the mirror's pool: refresh them once.
   apt-get update -qq
-  kernel_package=$(apt-cache depends linux-image-arm64:arm64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  kernel_package=$(kernel_package)
   download || fail "apt-get download $kernel_package busybox-static:arm64 failed"
 fi
 dpkg-deb -x "$work/debs/${kernel_package%:arm64}"_*_arm64.deb "$work/kernel"
@@ -91,7 +92,7 @@ cp tests/board/init "$root/init"
 cp "$agent" "$root/bramble-agent"
 cp "$overlay" "$root/lib/modules/overlay.ko"
 cp tests/board/pods.yaml "$root/manifests/pods.yaml"
-scripts/build-busybox-image.sh "$root/image" >/dev/null
+cp -r "$(scripts/build-busybox-image.sh --cached)" "$root/image"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initramfs.gz"
 
 echo "booting: $(basename "$vmlinuz"), initramfs $(($(stat -c %s "$work/initramfs.gz") / 1024)) KiB" >&2

@@ -73,25 +73,11 @@ pub fn busybox_layout() -> PathBuf {
     LAYOUT
         .get_or_init(|| {
             require_tool("umoci");
-            let dir = workspace_root().join("target/test-fixtures");
-            std::fs::create_dir_all(&dir).expect("fixture dir");
+            // Built once, cached by the script under a name that changes with it.
             let script = workspace_root().join("scripts/build-busybox-image.sh");
-            // Cached under a name that changes with the script, published by one rename.
-            let content = std::fs::read(&script).expect("the image script");
-            let key = content
-                .iter()
-                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
-            let layout = dir.join(format!("busybox-oci-{key:016x}"));
-            if !layout.join("index.json").is_file() {
-                let staging = dir.join(format!("building-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&staging);
-                let output = run(Command::new("bash").arg(&script).arg(&staging));
-                assert!(output.status.success(), "building the busybox image failed: {:?}", text(&output));
-                if std::fs::rename(&staging, &layout).is_err() {
-                    let _ = std::fs::remove_dir_all(&staging); // another run published it first
-                }
-            }
-            layout
+            let output = run(Command::new("bash").arg(&script).arg("--cached"));
+            assert!(output.status.success(), "building the busybox image failed: {:?}", text(&output));
+            PathBuf::from(text(&output).0.trim())
         })
         .clone()
 }
