@@ -114,6 +114,8 @@ struct Daemon {
     manifests: manifests::ManifestDir,
     manifest_errors: Vec<String>,
     desired: Vec<DesiredPod>,
+    /// The status last written to `RUN/status.json`.
+    written_status: Option<AgentStatus>,
     /// Container id → when SIGTERM was sent, and whether SIGKILL was (its end not seen yet).
     stopping: BTreeMap<String, (u64, bool)>,
     probes: BTreeMap<String, Probes>,
@@ -174,6 +176,7 @@ impl Daemon {
             manifest_errors: Vec::new(),
             desired: Vec::new(),
             stopping: BTreeMap::new(),
+            written_status: None,
             probes: BTreeMap::new(),
             history: BTreeMap::new(),
             logged: BTreeMap::new(),
@@ -243,8 +246,12 @@ impl Daemon {
         }
         self.start_probes(&observed, now_ms());
         let report = self.status(&observed);
-        if let Err(e) = status::write(&self.options.run_dir, &report) {
-            log(format!("cannot write status: {e}"));
+        // Written when it changed (compared in memory; a failed write is tried next round).
+        if self.written_status.as_ref() != Some(&report) {
+            match status::write(&self.options.run_dir, &report) {
+                Ok(()) => self.written_status = Some(report),
+                Err(e) => log(format!("cannot write status: {e}")),
+            }
         }
         let probe_due = self.probes.values().filter_map(Probes::next_due_ms).min();
         [plan.wake_at_ms, probe_due, Some(self.next_scan_ms)]

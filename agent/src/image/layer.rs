@@ -65,6 +65,11 @@ impl ExpectedLayer {
     }
 }
 
+/// Whether the stream starts with gzip's magic number (nothing is consumed).
+pub fn is_gzip(stream: &mut impl BufRead) -> io::Result<bool> {
+    Ok(stream.fill_buf()?.starts_with(&[0x1f, 0x8b]))
+}
+
 /// Unpacks `stream` into `dest` (an empty directory) and checks the digests, hashing each byte
 /// once. On any error the caller discards `dest`.
 pub fn unpack(stream: impl Read, expected: &ExpectedLayer, dest: &Path) -> Result<(), ImageError> {
@@ -72,7 +77,7 @@ pub fn unpack(stream: impl Read, expected: &ExpectedLayer, dest: &Path) -> Resul
     let corrupt = |reason: String| ImageError::CorruptLayer { digest: label.to_owned(), reason };
     let unreadable = |e: io::Error| corrupt(format!("corrupt or truncated: {}", chain(&e)));
     let mut stored = BufReader::new(Hashing::new(stream));
-    let gzip = stored.fill_buf().map_err(unreadable)?.starts_with(&[0x1f, 0x8b]);
+    let gzip = is_gzip(&mut stored).map_err(unreadable)?;
     // The uncompressed stream's digest, when it differs from the stored one.
     let gunzipped = if gzip {
         let mut tar = Hashing::new(flate2::read::GzDecoder::new(&mut stored));

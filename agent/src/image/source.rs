@@ -171,10 +171,11 @@ fn find_oci(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) -> Re
             manifests.push(d);
         }
     }
-    let manifest_desc = choose_platform(dir, shown, board, manifests)?;
-    let manifest: Manifest = read_blob_json(dir, shown, "manifest", &manifest_desc)?;
-    let config_bytes = read_blob(dir, shown, "config", &manifest.config)?;
-    let config: ImageConfig = parse_json(&config_bytes, shown, "image config")?;
+    let (manifest_desc, loaded) = choose_platform(dir, shown, board, manifests)?;
+    let (manifest, config_bytes, config) = match loaded {
+        Some(loaded) => loaded,
+        None => load_manifest(dir, shown, &manifest_desc)?,
+    };
     check_layer_count(shown, "manifest", manifest.layers.len(), &config)?;
     let mut layers = Vec::new();
     for (desc, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
@@ -184,14 +185,7 @@ fn find_oci(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) -> Re
                 media_type: desc.media_type.clone(),
             });
         }
-        let path = blob_path(dir, &desc.digest, shown)?;
-        if !path.is_file() {
-            return Err(ImageError::MissingBlob {
-                what: "layer",
-                digest: desc.digest.clone(),
-                source_name: shown.to_owned(),
-            });
-        }
+        let path = existing(blob_path(dir, &desc.digest, shown)?, "layer", &desc.digest, shown)?;
         let expected = ExpectedLayer {
             digest: Some(desc.digest.clone()),
             size: Some(desc.size),
@@ -211,34 +205,45 @@ fn find_oci(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) -> Re
 }
 
 /// The manifest whose platform suits the board best.
+/// A manifest, its config's bytes and the config they parse to.
+type LoadedManifest = (Manifest, Vec<u8>, ImageConfig);
+
+fn load_manifest(dir: &Path, shown: &str, d: &Descriptor) -> Result<LoadedManifest, ImageError> {
+    let manifest: Manifest = read_blob_json(dir, shown, "manifest", d)?;
+    let config_bytes = read_blob(dir, shown, "config", &manifest.config)?;
+    let config: ImageConfig = parse_json(&config_bytes, shown, "image config")?;
+    Ok((manifest, config_bytes, config))
+}
+
+/// The manifest for the board, with what was loaded of it already (when its config had to be
+/// read to learn its platform).
 fn choose_platform(
     dir: &Path,
     shown: &str,
     board: &Platform,
     manifests: Vec<Descriptor>,
-) -> Result<Descriptor, ImageError> {
-    let mut best: Option<(u32, Descriptor)> = None;
+) -> Result<(Descriptor, Option<LoadedManifest>), ImageError> {
+    let mut best: Option<(u32, Descriptor, Option<LoadedManifest>)> = None;
     let mut seen = Vec::new();
     for d in manifests {
-        let platform = match &d.platform {
-            Some(p) => Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
+        let (platform, loaded) = match &d.platform {
+            Some(p) => (Platform::new(&p.os, &p.architecture, p.variant.as_deref()), None),
             None => {
                 // A single-platform image: its config says the platform.
-                let manifest: Manifest = read_blob_json(dir, shown, "manifest", &d)?;
-                let config: ImageConfig = read_blob_json(dir, shown, "config", &manifest.config)?;
-                config_platform(&config)
+                let loaded = load_manifest(dir, shown, &d)?;
+                (config_platform(&loaded.2), Some(loaded))
             }
         };
         if let Some(score) = board.preference(&platform)
-            && best.as_ref().is_none_or(|(s, _)| score < *s)
+            && best.as_ref().is_none_or(|(s, _, _)| score < *s)
         {
-            best = Some((score, d));
+            best = Some((score, d, loaded));
             continue;
         }
         seen.push(platform.to_string());
     }
     match best {
-        Some((_, d)) => Ok(d),
+        Some((_, d, loaded)) => Ok((d, loaded)),
         None => Err(ImageError::NoPlatform {
             source_name: shown.to_owned(),
             wanted: board.to_string(),
@@ -310,14 +315,7 @@ fn find_docker(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) ->
     check_layer_count(shown, "manifest.json", entry.layers.len(), &config)?;
     let mut layers = Vec::new();
     for (file, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-        let path = inside(dir, file, shown)?;
-        if !path.is_file() {
-            return Err(ImageError::MissingBlob {
-                what: "layer",
-                digest: diff_id.clone(),
-                source_name: shown.to_owned(),
-            });
-        }
+        let path = existing(inside(dir, file, shown)?, "layer", diff_id, shown)?;
         // Docker names no stored digest: the diff_id (vouched for by the config's digest) is
         // checked while unpacking, gzipped or not.
         let expected = ExpectedLayer { digest: None, size: None, diff_id: diff_id.clone() };
@@ -379,16 +377,18 @@ fn blob_path(dir: &Path, digest: &str, shown: &str) -> Result<PathBuf, ImageErro
     Ok(dir.join("blobs/sha256").join(hex))
 }
 
+/// `path`, if it is a file: else the source lacks blob `digest` (a `what`).
+fn existing(path: PathBuf, what: &'static str, digest: &str, shown: &str) -> Result<PathBuf, ImageError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ImageError::MissingBlob { what, digest: digest.to_owned(), source_name: shown.to_owned() })
+    }
+}
+
 /// A small blob's bytes, verified against its descriptor.
 fn read_blob(dir: &Path, shown: &str, what: &'static str, d: &Descriptor) -> Result<Vec<u8>, ImageError> {
-    let path = blob_path(dir, &d.digest, shown)?;
-    if !path.is_file() {
-        return Err(ImageError::MissingBlob {
-            what,
-            digest: d.digest.clone(),
-            source_name: shown.to_owned(),
-        });
-    }
+    let path = existing(blob_path(dir, &d.digest, shown)?, what, &d.digest, shown)?;
     if d.size > MAX_DOCUMENT_BYTES {
         return Err(invalid(shown, what, format!("{} is {} bytes, too large", d.digest, d.size)));
     }
@@ -458,8 +458,7 @@ fn invalid(shown: &str, what: &'static str, reason: String) -> ImageError {
 pub fn extract_archive(path: &Path, dest: &Path) -> Result<(), ImageError> {
     let file = File::open(path).map_err(ImageError::io(path))?;
     let mut reader = std::io::BufReader::new(file);
-    let gzip =
-        std::io::BufRead::fill_buf(&mut reader).map_err(ImageError::io(path))?.starts_with(&[0x1f, 0x8b]);
+    let gzip = super::layer::is_gzip(&mut reader).map_err(ImageError::io(path))?;
     let stream: Box<dyn Read> =
         if gzip { Box::new(flate2::read::GzDecoder::new(reader)) } else { Box::new(reader) };
     let mut archive = tar::Archive::new(stream);
