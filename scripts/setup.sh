@@ -17,9 +17,11 @@ step() { printf '\n== %s\n' "$*"; }
 step "Debian packages"
 # Test images are built from busybox-static for amd64 and arm64, by umoci; skopeo writes them
 # out as `docker save` archives.
+updated=0
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   dpkg --add-architecture arm64
   apt-get update -qq
+  updated=1
 fi
 packages=(ca-certificates curl gcc libc6-dev file git python3 python3-venv qemu-user-static busybox-static
   umoci skopeo jq patch runc crun iproute2 qemu-system-arm cpio)
@@ -28,7 +30,7 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
+  [ "$updated" = 1 ] || apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "all present: ${packages[*]}"
