@@ -1,8 +1,14 @@
-//! Bramble's coordinator: it will hold desired state, watch boards over MQTT, schedule pods
-//! across boards, heal and roll out (the coordinator issue). Built so far: the scheduler
-//! (`scheduler`, pure). The CLI will embed the rest as `bramble coordinator`.
+//! Bramble's coordinator: holds desired state, watches boards over MQTT, schedules pods across
+//! boards and heals. The CLI embeds it as `bramble coordinator`.
 
+pub mod controller;
+pub mod model;
+pub mod nodes;
 pub mod scheduler;
+pub mod store;
+
+#[cfg(test)]
+mod fixtures;
 
 /// What the coordinator binary answers until it is built.
 pub const NOT_BUILT: &str =

@@ -1,0 +1,463 @@
+//! The coordinator's reconciler: from the applied objects, the pods kept and the boards'
+//! conditions to the changes that make the pods match (`plan`, pure), then what each board
+//! should run (`desired_sets`, pure). [`apply`] carries a plan out on the in-memory cluster.
+//!
+//! - A Deployment keeps `replicas` pods of its current template, named as Kubernetes names
+//!   them (`web-<template hash>-<5 random>`). Pods of another template are removed (rolling
+//!   updates come with the rollout work), pods on a NotReady board are replaced elsewhere, and
+//!   a surplus is removed: unbound pods first, then those on boards not Ready, then those on
+//!   the boards with the most replicas, newest first.
+//! - A Pod object is kept as one pod; a changed spec replaces it.
+//! - Unbound pods go to the scheduler; what it cannot place stays Pending with its reason.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bramble_common::Object;
+use bramble_common::objects::Deployment;
+use bramble_common::wire::PodAssignment;
+
+use crate::model::{Cluster, PodRecord, pod_uid, short_hash};
+use crate::nodes::Condition;
+use crate::scheduler::{self, Board, Decision, HOSTNAME_LABEL, HostPort, Placement, PodRequest, Resources};
+
+/// The label Kubernetes puts on a Deployment's pods with their template's hash.
+pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// A board as the controller needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFacts {
+    pub name: String,
+    pub condition: Condition,
+    pub cordoned: bool,
+    /// Its labels, with `kubernetes.io/arch` and `kubernetes.io/hostname`.
+    pub labels: BTreeMap<String, String>,
+    pub allocatable: Resources,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Create(Box<PodRecord>),
+    Delete { key: String, reason: String },
+    Bind { key: String, node: String },
+    Unschedulable { key: String, reason: String },
+}
+
+/// The changes that bring the pods in line with the objects and boards. `suffix` gives the
+/// random part of a new pod's name; `now` is unix seconds, stamped on new pods.
+pub fn plan(
+    cluster: &Cluster,
+    nodes: &[NodeFacts],
+    placement: Placement,
+    now: u64,
+    suffix: &mut dyn FnMut() -> String,
+) -> Vec<Change> {
+    let conditions: BTreeMap<&str, &Condition> =
+        nodes.iter().map(|n| (n.name.as_str(), &n.condition)).collect();
+    let lost = |node: &Option<String>| {
+        node.as_deref()
+            .and_then(|n| conditions.get(n))
+            .is_some_and(|c| matches!(c, Condition::NotReady { .. }))
+    };
+    let mut changes = Vec::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    let mut created: Vec<PodRecord> = Vec::new();
+    let mut names: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
+
+    let mut owners: BTreeSet<(String, String)> = BTreeSet::new();
+    for object in cluster.objects() {
+        match object {
+            Object::Deployment(d) => {
+                let namespace = d.metadata.namespace_or_default().to_owned();
+                owners.insert((namespace.clone(), d.metadata.name.clone()));
+                let mut out = DeploymentPlan { deployment: d, namespace, now, changes: &mut changes };
+                out.run(cluster, &lost, &conditions, &mut names, suffix, &mut deleted, &mut created);
+            }
+            Object::Pod(p) => {
+                let namespace = p.metadata.namespace_or_default();
+                let uid = pod_uid(namespace, &p.metadata.name, &p.spec);
+                let key = format!("{namespace}/{}", p.metadata.name);
+                let existing = cluster.pod(&key);
+                if existing.is_some_and(|e| e.uid == uid && e.owner.is_none()) {
+                    continue;
+                }
+                if existing.is_some() {
+                    changes.push(Change::Delete { key: key.clone(), reason: "its spec changed".into() });
+                    deleted.insert(key);
+                }
+                created.push(PodRecord {
+                    namespace: namespace.to_owned(),
+                    name: p.metadata.name.clone(),
+                    uid,
+                    owner: None,
+                    template_hash: None,
+                    labels: p.metadata.labels.clone(),
+                    spec: p.spec.clone(),
+                    node: None,
+                    pending_reason: None,
+                    created: now,
+                });
+            }
+            Object::Namespace(_) | Object::Service(_) | Object::ConfigMap(_) => {}
+        }
+    }
+    // Pods whose object is gone.
+    for pod in cluster.pods() {
+        let key = pod.key();
+        if deleted.contains(&key) || created.iter().any(|c| c.key() == key) {
+            continue;
+        }
+        let orphaned = match &pod.owner {
+            Some(owner) => !owners.contains(&(pod.namespace.clone(), owner.clone())),
+            None => cluster
+                .object(&crate::model::object_key(
+                    bramble_common::objects::Kind::Pod,
+                    &pod.namespace,
+                    &pod.name,
+                ))
+                .is_none(),
+        };
+        if orphaned {
+            changes.push(Change::Delete { key: key.clone(), reason: "its object was deleted".into() });
+            deleted.insert(key);
+        }
+    }
+
+    // Schedule what is unbound.
+    let kept: Vec<&PodRecord> = cluster.pods().filter(|p| !deleted.contains(&p.key())).collect();
+    let boards = boards(nodes, &kept);
+    let mut pending: Vec<&PodRecord> = kept.iter().copied().filter(|p| p.node.is_none()).collect();
+    pending.extend(created.iter());
+    pending.sort_by_key(|p| p.key());
+    let requests: Vec<PodRequest> =
+        pending.iter().map(|p| PodRequest::from_spec(&p.key(), p.owner_key().as_deref(), &p.spec)).collect();
+    let decisions = scheduler::schedule(&requests, &boards, placement);
+    let mut placed = Vec::with_capacity(decisions.len());
+    for (pod, decision) in pending.iter().zip(decisions) {
+        match decision {
+            Decision::Bind { board, .. } => placed.push(Change::Bind { key: pod.key(), node: board }),
+            Decision::Pending { reason, .. } => {
+                if pod.pending_reason.as_deref() != Some(reason.as_str()) || cluster.pod(&pod.key()).is_none()
+                {
+                    placed.push(Change::Unschedulable { key: pod.key(), reason });
+                }
+            }
+        }
+    }
+    changes.extend(created.into_iter().map(|p| Change::Create(Box::new(p))));
+    changes.extend(placed);
+    changes
+}
+
+struct DeploymentPlan<'a> {
+    deployment: &'a Deployment,
+    namespace: String,
+    now: u64,
+    changes: &'a mut Vec<Change>,
+}
+
+impl DeploymentPlan<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        cluster: &Cluster,
+        lost: &dyn Fn(&Option<String>) -> bool,
+        conditions: &BTreeMap<&str, &Condition>,
+        names: &mut BTreeSet<String>,
+        suffix: &mut dyn FnMut() -> String,
+        deleted: &mut BTreeSet<String>,
+        created: &mut Vec<PodRecord>,
+    ) {
+        let d = self.deployment;
+        let hash = short_hash(&d.spec.template);
+        let mut keep: Vec<&PodRecord> = Vec::new();
+        for pod in cluster.pods() {
+            if pod.namespace != self.namespace || pod.owner.as_deref() != Some(d.metadata.name.as_str()) {
+                continue;
+            }
+            let reason = if pod.template_hash.as_deref() != Some(hash.as_str()) {
+                "its template changed".to_owned()
+            } else if lost(&pod.node) {
+                let node = pod.node.as_deref().unwrap_or_default();
+                format!("board {node} is not ready")
+            } else {
+                keep.push(pod);
+                continue;
+            };
+            self.changes.push(Change::Delete { key: pod.key(), reason });
+            deleted.insert(pod.key());
+        }
+        let replicas = d.spec.replicas as usize;
+        if keep.len() > replicas {
+            // Surplus: the least useful first.
+            let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+            for pod in &keep {
+                *per_node.entry(pod.node.as_deref().unwrap_or("")).or_default() += 1;
+            }
+            keep.sort_by_key(|p| {
+                let node = p.node.as_deref();
+                let unready = node.and_then(|n| conditions.get(n)).is_none_or(|c| !c.is_ready());
+                (
+                    node.is_some(),
+                    !unready,
+                    std::cmp::Reverse(per_node.get(node.unwrap_or("")).copied().unwrap_or(0)),
+                    std::cmp::Reverse(p.created),
+                    std::cmp::Reverse(p.name.clone()),
+                )
+            });
+            for pod in &keep[..keep.len() - replicas] {
+                self.changes.push(Change::Delete { key: pod.key(), reason: "scaled down".into() });
+                deleted.insert(pod.key());
+            }
+        }
+        for _ in keep.len()..replicas {
+            let name = loop {
+                let name = format!("{}-{hash}-{}", d.metadata.name, suffix());
+                if names.insert(format!("{}/{name}", self.namespace)) {
+                    break name;
+                }
+            };
+            let mut labels = d.spec.template.metadata.labels.clone();
+            labels.insert(TEMPLATE_HASH_LABEL.to_owned(), hash.clone());
+            let spec = d.spec.template.spec.clone();
+            created.push(PodRecord {
+                uid: pod_uid(&self.namespace, &name, &spec),
+                namespace: self.namespace.clone(),
+                name,
+                owner: Some(d.metadata.name.clone()),
+                template_hash: Some(hash.clone()),
+                labels,
+                spec,
+                node: None,
+                pending_reason: None,
+                created: self.now,
+            });
+        }
+    }
+}
+
+/// The boards for the scheduler, with what the kept pods already take of them.
+fn boards(nodes: &[NodeFacts], kept: &[&PodRecord]) -> Vec<Board> {
+    let mut boards: Vec<Board> = nodes
+        .iter()
+        .map(|n| {
+            let mut labels = n.labels.clone();
+            labels.entry(HOSTNAME_LABEL.to_owned()).or_insert_with(|| n.name.clone());
+            Board {
+                name: n.name.clone(),
+                ready: n.condition.is_ready(),
+                cordoned: n.cordoned,
+                labels,
+                allocatable: n.allocatable,
+                ..Board::default()
+            }
+        })
+        .collect();
+    for pod in kept {
+        let Some(board) = pod.node.as_deref().and_then(|n| boards.iter_mut().find(|b| b.name == n)) else {
+            continue;
+        };
+        let request = PodRequest::from_spec(&pod.key(), None, &pod.spec);
+        board.requested.cpu_millis += request.requests.cpu_millis;
+        board.requested.memory_bytes += request.requests.memory_bytes;
+        board.host_ports.extend(request.host_ports.iter().copied().map(|p: HostPort| p));
+        if let Some(owner) = pod.owner_key() {
+            *board.owners.entry(owner).or_default() += 1;
+        }
+    }
+    boards
+}
+
+/// Carries `changes` out on `cluster`.
+pub fn apply(cluster: &mut Cluster, changes: Vec<Change>) {
+    for change in changes {
+        match change {
+            Change::Create(pod) => cluster.put_pod(*pod),
+            Change::Delete { key, .. } => {
+                cluster.delete_pod(&key);
+            }
+            Change::Bind { key, node } => {
+                if let Some(mut pod) = cluster.pod(&key).cloned() {
+                    pod.node = Some(node);
+                    pod.pending_reason = None;
+                    cluster.put_pod(pod);
+                }
+            }
+            Change::Unschedulable { key, reason } => {
+                if let Some(mut pod) = cluster.pod(&key).cloned() {
+                    pod.pending_reason = Some(reason);
+                    cluster.put_pod(pod);
+                }
+            }
+        }
+    }
+}
+
+/// What each board should run: the pods bound to it, by key. Every board in `nodes` gets a
+/// set, empty if nothing is bound to it.
+pub fn desired_sets<'a>(
+    cluster: &Cluster,
+    nodes: impl IntoIterator<Item = &'a str>,
+) -> BTreeMap<String, Vec<PodAssignment>> {
+    let mut sets: BTreeMap<String, Vec<PodAssignment>> =
+        nodes.into_iter().map(|n| (n.to_owned(), Vec::new())).collect();
+    for pod in cluster.pods() {
+        let Some(node) = &pod.node else { continue };
+        sets.entry(node.clone()).or_default().push(PodAssignment {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            labels: pod.labels.clone(),
+            spec: pod.spec.clone(),
+        });
+    }
+    sets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{deployment, object};
+
+    fn node(name: &str, condition: Condition) -> NodeFacts {
+        NodeFacts {
+            name: name.into(),
+            condition,
+            cordoned: false,
+            labels: BTreeMap::new(),
+            allocatable: Resources { cpu_millis: 4000, memory_bytes: 4 << 30 },
+        }
+    }
+
+    fn ready(names: &[&str]) -> Vec<NodeFacts> {
+        names.iter().map(|n| node(n, Condition::Ready)).collect()
+    }
+
+    /// Plans and applies until nothing changes; returns the changes of the first round.
+    fn settle(cluster: &mut Cluster, nodes: &[NodeFacts]) -> Vec<Change> {
+        let mut counter = 0u32;
+        let mut suffix = || {
+            counter += 1;
+            format!("p{counter:04}")
+        };
+        let first = plan(cluster, nodes, Placement::Spread, 100, &mut suffix);
+        apply(cluster, first.clone());
+        let again = plan(cluster, nodes, Placement::Spread, 100, &mut suffix);
+        assert!(again.is_empty(), "a second round changes nothing: {again:?}");
+        first
+    }
+
+    fn per_node(cluster: &Cluster) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for pod in cluster.pods() {
+            *out.entry(pod.node.clone().unwrap_or_default()).or_default() += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn six_replicas_spread_two_two_two_and_scale_both_ways() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 6, "busybox"));
+        let nodes = ready(&["pi-1", "pi-2", "pi-3"]);
+        settle(&mut cluster, &nodes);
+        assert_eq!(per_node(&cluster).into_values().collect::<Vec<_>>(), [2, 2, 2]);
+        let pod = cluster.pods().next().expect("a pod");
+        let parts: Vec<&str> = pod.name.split('-').collect();
+        assert_eq!((parts.len(), parts[0], parts[1].len()), (3, "web", 10), "{}", pod.name);
+        assert!(parts[2].starts_with('p'), "{}", pod.name);
+        assert_eq!(pod.labels.get("app").map(String::as_str), Some("web"));
+        assert!(pod.labels.contains_key(TEMPLATE_HASH_LABEL));
+
+        cluster.put_object(deployment("web", 9, "busybox"));
+        settle(&mut cluster, &nodes);
+        assert_eq!(per_node(&cluster).into_values().collect::<Vec<_>>(), [3, 3, 3]);
+
+        cluster.put_object(deployment("web", 1, "busybox"));
+        let changes = settle(&mut cluster, &nodes);
+        assert_eq!(changes.iter().filter(|c| matches!(c, Change::Delete { .. })).count(), 8);
+        assert_eq!(cluster.pods().count(), 1);
+    }
+
+    #[test]
+    fn pods_of_a_lost_board_are_replaced_and_its_set_empties() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 6, "busybox"));
+        let mut nodes = ready(&["pi-1", "pi-2", "pi-3"]);
+        settle(&mut cluster, &nodes);
+        let before: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
+
+        nodes[1].condition = Condition::NotReady { reason: "silent".into() };
+        let changes = settle(&mut cluster, &nodes);
+        let deleted: Vec<&Change> = changes.iter().filter(|c| matches!(c, Change::Delete { .. })).collect();
+        assert_eq!(deleted.len(), 2, "{changes:?}");
+        assert!(matches!(deleted[0], Change::Delete { reason, .. } if reason == "board pi-2 is not ready"));
+        assert_eq!(per_node(&cluster), BTreeMap::from([("pi-1".into(), 3), ("pi-3".into(), 3)]));
+        let sets = desired_sets(&cluster, ["pi-1", "pi-2", "pi-3"]);
+        assert!(sets["pi-2"].is_empty(), "the lost board is told to run nothing");
+        let after: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
+        assert_eq!(before.intersection(&after).count(), 4, "the four healthy replicas stay as they are");
+
+        // It comes back: nothing moves back, the count stays 6.
+        nodes[1].condition = Condition::Ready;
+        let changes = settle(&mut cluster, &nodes);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(cluster.pods().count(), 6);
+    }
+
+    #[test]
+    fn a_board_not_heard_yet_after_a_restart_keeps_its_pods() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 3, "busybox"));
+        let mut nodes = ready(&["pi-1", "pi-2", "pi-3"]);
+        settle(&mut cluster, &nodes);
+        nodes[0].condition = Condition::Unknown;
+        assert!(settle(&mut cluster, &nodes).is_empty());
+    }
+
+    #[test]
+    fn a_new_template_replaces_pods_and_a_deleted_object_removes_them() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 2, "busybox"));
+        let nodes = ready(&["pi-1"]);
+        settle(&mut cluster, &nodes);
+        cluster.put_object(deployment("web", 2, "busybox:1.36"));
+        let changes = settle(&mut cluster, &nodes);
+        assert_eq!(changes.iter().filter(|c| matches!(c, Change::Create(_))).count(), 2);
+        assert!(cluster.pods().all(|p| p.spec.containers[0].image == "busybox:1.36"));
+        cluster.delete_object("Deployment/default/web");
+        settle(&mut cluster, &nodes);
+        assert_eq!(cluster.pods().count(), 0);
+    }
+
+    #[test]
+    fn unplaceable_pods_stay_pending_with_the_reason_once() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(object(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources:\n      requests: {memory: 64Gi}\n",
+        ));
+        let nodes = ready(&["pi-1", "pi-2"]);
+        settle(&mut cluster, &nodes);
+        let pod = cluster.pod("default/big").expect("kept");
+        assert_eq!(pod.node, None);
+        assert_eq!(pod.pending_reason.as_deref(), Some("0/2 boards: 2 insufficient memory"));
+    }
+
+    #[test]
+    fn a_changed_pod_spec_replaces_the_pod() {
+        let mut cluster = Cluster::default();
+        let pod = |image: &str| {
+            object(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: one\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+            ))
+        };
+        cluster.put_object(pod("busybox"));
+        let nodes = ready(&["pi-1"]);
+        settle(&mut cluster, &nodes);
+        let uid = cluster.pod("default/one").expect("made").uid.clone();
+        cluster.put_object(pod("busybox:1.36"));
+        settle(&mut cluster, &nodes);
+        let now = cluster.pod("default/one").expect("remade");
+        assert_ne!(now.uid, uid);
+        assert_eq!(now.node.as_deref(), Some("pi-1"));
+    }
+}

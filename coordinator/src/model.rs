@@ -1,0 +1,302 @@
+//! The coordinator's desired state in memory: applied objects, the pods made from them and
+//! where each is bound, Deployment revisions and remembered boards. Every change goes through
+//! a method that marks its key dirty; [`Cluster::take_writes`] turns the dirty keys into one
+//! store batch, so only what changed is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bramble_common::Object;
+use bramble_common::objects::{Kind, PodSpec, PodTemplateSpec};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Snapshot, Table, Write};
+
+/// A pod the coordinator keeps: made by a Deployment, or a Pod object applied as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRecord {
+    pub namespace: String,
+    pub name: String,
+    /// Changes whenever what the pod runs changes; boards replace a pod whose uid changed.
+    pub uid: String,
+    /// The Deployment that made it (in the same namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The hash of the Deployment template it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub spec: PodSpec,
+    /// The board it is bound to; `None` while Pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why it is not bound, as the scheduler said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+    /// Unix seconds of its creation by the coordinator (for AGE).
+    #[serde(default)]
+    pub created: u64,
+}
+
+impl PodRecord {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// `namespace/deployment` of its owner.
+    pub fn owner_key(&self) -> Option<String> {
+        self.owner.as_ref().map(|o| format!("{}/{o}", self.namespace))
+    }
+}
+
+/// One pod template of a Deployment, numbered in the order they were applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub number: u64,
+    pub template_hash: String,
+    pub template: PodTemplateSpec,
+}
+
+/// What the coordinator remembers of a board between its own restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRecord {
+    pub cordoned: bool,
+    /// The generation of the desired set last published for it.
+    pub generation: u64,
+}
+
+/// Ten hex digits of a digest of `value`'s JSON: stable for equal values.
+pub fn short_hash(value: &impl Serialize) -> String {
+    let json = serde_json::to_vec(value).expect("objects are plain data and always serialize");
+    let digest = Sha256::digest(&json);
+    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The uid of pod `namespace/name` running `spec`.
+pub fn pod_uid(namespace: &str, name: &str, spec: &PodSpec) -> String {
+    format!("{name}-{}", short_hash(&(namespace, name, spec)))
+}
+
+/// `Kind/namespace/name` (`Kind/name` for kinds without a namespace).
+pub fn object_key(kind: Kind, namespace: &str, name: &str) -> String {
+    if kind.is_namespaced() { format!("{kind}/{namespace}/{name}") } else { format!("{kind}/{name}") }
+}
+
+pub fn key_of(object: &Object) -> String {
+    let meta = object.metadata();
+    object_key(object.kind(), meta.namespace_or_default(), &meta.name)
+}
+
+#[derive(Debug, Default)]
+pub struct Cluster {
+    objects: BTreeMap<String, Object>,
+    pods: BTreeMap<String, PodRecord>,
+    revisions: BTreeMap<String, Revision>,
+    nodes: BTreeMap<String, NodeRecord>,
+    dirty: BTreeSet<(Table, String)>,
+}
+
+impl Cluster {
+    /// The cluster a store holds; rows that do not decode are skipped and described.
+    pub fn from_snapshot(snapshot: &Snapshot) -> (Cluster, Vec<String>) {
+        fn rows<T: for<'de> Deserialize<'de>>(
+            snapshot: &Snapshot,
+            table: Table,
+            problems: &mut Vec<String>,
+        ) -> BTreeMap<String, T> {
+            let mut out = BTreeMap::new();
+            for (key, value) in snapshot.get(&table).into_iter().flatten() {
+                match serde_json::from_slice(value) {
+                    Ok(row) => {
+                        out.insert(key.clone(), row);
+                    }
+                    Err(e) => problems.push(format!("{table:?} {key}: {e}; skipped")),
+                }
+            }
+            out
+        }
+        let mut problems = Vec::new();
+        let cluster = Cluster {
+            objects: rows(snapshot, Table::Objects, &mut problems),
+            pods: rows(snapshot, Table::Pods, &mut problems),
+            revisions: rows(snapshot, Table::Revisions, &mut problems),
+            nodes: rows(snapshot, Table::Nodes, &mut problems),
+            dirty: BTreeSet::new(),
+        };
+        (cluster, problems)
+    }
+
+    /// The writes that bring the store up to date, clearing the dirty marks.
+    pub fn take_writes(&mut self) -> Vec<Write> {
+        fn write<T: Serialize>(table: Table, key: String, row: Option<&T>) -> Write {
+            match row {
+                Some(row) => Write::Put {
+                    table,
+                    key,
+                    value: serde_json::to_vec(row).expect("rows are plain data and always serialize"),
+                },
+                None => Write::Delete { table, key },
+            }
+        }
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|(table, key)| match table {
+                Table::Objects => {
+                    let row = self.objects.get(&key);
+                    write(table, key, row)
+                }
+                Table::Pods => {
+                    let row = self.pods.get(&key);
+                    write(table, key, row)
+                }
+                Table::Revisions => {
+                    let row = self.revisions.get(&key);
+                    write(table, key, row)
+                }
+                Table::Nodes => {
+                    let row = self.nodes.get(&key);
+                    write(table, key, row)
+                }
+            })
+            .collect()
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.objects.values()
+    }
+
+    pub fn object(&self, key: &str) -> Option<&Object> {
+        self.objects.get(key)
+    }
+
+    /// Stores `object`; returns whether anything changed.
+    pub fn put_object(&mut self, object: Object) -> bool {
+        let key = key_of(&object);
+        if self.objects.get(&key) == Some(&object) {
+            return false;
+        }
+        if let Object::Deployment(d) = &object {
+            let hash = short_hash(&d.spec.template);
+            let namespace = d.metadata.namespace_or_default();
+            let revision_key = format!("{namespace}/{}/{hash}", d.metadata.name);
+            if !self.revisions.contains_key(&revision_key) {
+                let prefix = format!("{namespace}/{}/", d.metadata.name);
+                let last = self.revisions.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix));
+                let number = last.map(|(_, r)| r.number).max().unwrap_or(0) + 1;
+                let revision = Revision { number, template_hash: hash, template: d.spec.template.clone() };
+                self.revisions.insert(revision_key.clone(), revision);
+                self.dirty.insert((Table::Revisions, revision_key));
+            }
+        }
+        self.objects.insert(key.clone(), object);
+        self.dirty.insert((Table::Objects, key));
+        true
+    }
+
+    pub fn delete_object(&mut self, key: &str) -> Option<Object> {
+        let removed = self.objects.remove(key)?;
+        self.dirty.insert((Table::Objects, key.to_owned()));
+        if let Object::Deployment(d) = &removed {
+            let prefix = format!("{}/{}/", d.metadata.namespace_or_default(), d.metadata.name);
+            let gone: Vec<String> =
+                self.revisions.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+            for key in gone {
+                self.revisions.remove(&key);
+                self.dirty.insert((Table::Revisions, key));
+            }
+        }
+        Some(removed)
+    }
+
+    /// The revision number of a Deployment's template.
+    pub fn revision(&self, namespace: &str, deployment: &str, template_hash: &str) -> Option<u64> {
+        self.revisions.get(&format!("{namespace}/{deployment}/{template_hash}")).map(|r| r.number)
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = &PodRecord> {
+        self.pods.values()
+    }
+
+    pub fn pod(&self, key: &str) -> Option<&PodRecord> {
+        self.pods.get(key)
+    }
+
+    pub fn put_pod(&mut self, pod: PodRecord) {
+        let key = pod.key();
+        if self.pods.get(&key) != Some(&pod) {
+            self.pods.insert(key.clone(), pod);
+            self.dirty.insert((Table::Pods, key));
+        }
+    }
+
+    pub fn delete_pod(&mut self, key: &str) -> Option<PodRecord> {
+        let removed = self.pods.remove(key)?;
+        self.dirty.insert((Table::Pods, key.to_owned()));
+        Some(removed)
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<String, NodeRecord> {
+        &self.nodes
+    }
+
+    pub fn put_node(&mut self, name: &str, record: NodeRecord) {
+        if self.nodes.get(name) != Some(&record) {
+            self.nodes.insert(name.to_owned(), record);
+            self.dirty.insert((Table::Nodes, name.to_owned()));
+        }
+    }
+
+    pub fn delete_node(&mut self, name: &str) -> bool {
+        let removed = self.nodes.remove(name).is_some();
+        if removed {
+            self.dirty.insert((Table::Nodes, name.to_owned()));
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::deployment;
+    use crate::store::{MemoryStore, Store};
+
+    #[test]
+    fn only_changed_rows_are_written_and_reload_gives_the_same_cluster() {
+        let mut store = MemoryStore::default();
+        let mut cluster = Cluster::default();
+        assert!(cluster.put_object(deployment("web", 2, "busybox")));
+        let writes = cluster.take_writes();
+        assert_eq!(writes.len(), 2, "the object and its first revision: {writes:?}");
+        store.commit(&writes).expect("commit");
+        assert!(
+            !cluster.put_object(deployment("web", 2, "busybox")),
+            "the same object again changes nothing"
+        );
+        assert!(cluster.take_writes().is_empty());
+        assert!(cluster.put_object(deployment("web", 2, "busybox:1.36")));
+        assert!(cluster.put_object(deployment("web", 3, "busybox:1.36")));
+        store.commit(&cluster.take_writes()).expect("commit");
+
+        let (reloaded, problems) = Cluster::from_snapshot(&store.load().expect("load"));
+        assert!(problems.is_empty(), "{problems:?}");
+        let hashes: Vec<(u64, String)> =
+            reloaded.revisions.values().map(|r| (r.number, r.template_hash.clone())).collect();
+        assert_eq!(hashes.len(), 2);
+        assert!(hashes.iter().any(|(n, _)| *n == 2), "the second template is revision 2: {hashes:?}");
+        assert_eq!(reloaded.objects, cluster.objects);
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_is_skipped_and_named() {
+        let mut snapshot = Snapshot::new();
+        snapshot.entry(Table::Pods).or_default().insert("default/x".into(), b"{".to_vec());
+        let (cluster, problems) = Cluster::from_snapshot(&snapshot);
+        assert_eq!(cluster.pods().count(), 0);
+        assert!(problems[0].contains("default/x"), "{problems:?}");
+    }
+}
