@@ -24,7 +24,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   updated=1
 fi
 packages=(ca-certificates curl gcc libc6-dev file git python3 python3-venv qemu-user-static busybox-static
-  umoci skopeo jq patch runc crun iproute2 qemu-system-arm cpio)
+  umoci skopeo jq patch runc crun iproute2 qemu-system-arm cpio mosquitto mosquitto-clients)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -34,6 +34,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "all present: ${packages[*]}"
+fi
+# Mosquitto is for the tests, which start their own on free ports; Debian's service would hold
+# port 1883, which the coordinator's embedded broker takes by default.
+if command -v systemctl >/dev/null && systemctl is-enabled mosquitto >/dev/null 2>&1; then
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
 fi
 
 step "Rust toolchain (rust-toolchain.toml)"

@@ -106,9 +106,18 @@ impl Topics {
         Ok(format!("{}nodes/{node}/{}", self.prefix, channel.segment()))
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A channel's topic with `placeholder` for the node name (`%u` in a Mosquitto ACL).
+    pub fn pattern(&self, placeholder: &str, channel: Channel) -> String {
+        format!("{}nodes/{placeholder}/{}", self.prefix, channel.segment())
+    }
+
     /// The filter matching one channel of every board (for the coordinator).
     pub fn all_nodes(&self, channel: Channel) -> String {
-        format!("{}nodes/+/{}", self.prefix, channel.segment())
+        self.pattern("+", channel)
     }
 
     /// Which board and channel a topic belongs to, if it is one of ours.

@@ -1,10 +1,15 @@
 use std::process::ExitCode;
 
+use clap::Parser;
+
+/// Bramble's coordinator (also `bramble coordinator`).
+#[derive(Parser)]
+#[command(name = "bramble-coordinator", version)]
+struct Cli {
+    #[command(flatten)]
+    args: bramble_coordinator::command::CoordinatorArgs,
+}
+
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "--version" || a == "-V") {
-        println!("bramble-coordinator {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    eprintln!("bramble-coordinator: {}", bramble_coordinator::NOT_BUILT);
-    ExitCode::FAILURE
+    bramble_coordinator::command::run(Cli::parse().args)
 }

@@ -1,0 +1,230 @@
+//! The HTTP API `bramble` talks to: JSON on Kubernetes-like paths. Every request needs
+//! `Authorization: Bearer <api token>`. Handlers only translate HTTP to an [`ApiRequest`] for
+//! the coordinator's loop, which owns all state, and its answer back.
+//!
+//! | method | path | |
+//! |---|---|---|
+//! | GET | `/api/v1/nodes`, `/api/v1/nodes/NAME` | boards |
+//! | PATCH | `/api/v1/nodes/NAME` | `{"spec":{"unschedulable":true}}` cordons |
+//! | GET | `/api/v1/pods`, `/api/v1/namespaces/NS/pods[/NAME]` | pods with status |
+//! | DELETE | `/api/v1/namespaces/NS/pods/NAME` | a Deployment makes a new one |
+//! | GET | `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/NS/deployments[/NAME]` | |
+//! | PUT | `/apis/apps/v1/namespaces/NS/deployments/NAME/scale` | `{"spec":{"replicas":N}}` |
+//! | GET, DELETE | `/api/v1/namespaces/NS/{services,configmaps}[/NAME]`, `/api/v1/namespaces[/NAME]` | |
+//! | DELETE | `/apis/apps/v1/namespaces/NS/deployments/NAME` | |
+//! | POST | `/apis/bramble.dev/v1/apply?namespace=NS` | body: YAML or JSON manifests |
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use bramble_common::objects::Kind;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a client asked for.
+#[derive(Debug)]
+pub enum ApiRequest {
+    Apply { namespace: String, source: String, text: Vec<u8> },
+    List { kind: Kind, namespace: Option<String> },
+    ListNodes,
+    Get { kind: Kind, namespace: String, name: String },
+    GetNode { name: String },
+    Delete { kind: Kind, namespace: String, name: String },
+    Scale { namespace: String, name: String, replicas: u32 },
+    Cordon { name: String, cordoned: bool },
+}
+
+/// The loop's answer: a status code and a JSON body.
+pub type ApiReply = (StatusCode, Value);
+
+#[derive(Debug)]
+pub struct ApiCall {
+    pub request: ApiRequest,
+    pub reply: oneshot::Sender<ApiReply>,
+}
+
+#[derive(Clone)]
+struct ApiState {
+    calls: mpsc::Sender<ApiCall>,
+    token: String,
+}
+
+/// A Kubernetes `Status` object for errors.
+pub fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> ApiReply {
+    let message = message.into();
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code.as_u16()}),
+    )
+}
+
+/// Serves the API on `listener` until the process ends.
+pub fn serve(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
+    let state = ApiState { calls, token };
+    let namespaced = |plural: &'static str, kind: Kind| {
+        Router::new()
+            .route(
+                &format!("/api/v1/namespaces/{{ns}}/{plural}"),
+                get(move |s: State<ApiState>, Path(ns): Path<String>| list(s, kind, Some(ns))),
+            )
+            .route(
+                &format!("/api/v1/namespaces/{{ns}}/{plural}/{{name}}"),
+                get(move |s: State<ApiState>, Path((namespace, name)): Path<(String, String)>| {
+                    call(s, ApiRequest::Get { kind, namespace, name })
+                })
+                .delete(
+                    move |s: State<ApiState>, Path((namespace, name)): Path<(String, String)>| {
+                        call(s, ApiRequest::Delete { kind, namespace, name })
+                    },
+                ),
+            )
+            .route(&format!("/api/v1/{plural}"), get(move |s: State<ApiState>| list(s, kind, None)))
+    };
+    let router = Router::new()
+        .route("/api/v1/nodes", get(|s: State<ApiState>| call(s, ApiRequest::ListNodes)))
+        .route(
+            "/api/v1/nodes/{name}",
+            get(|s: State<ApiState>, Path(name): Path<String>| call(s, ApiRequest::GetNode { name }))
+                .patch(patch_node),
+        )
+        .merge(namespaced("pods", Kind::Pod))
+        .merge(namespaced("services", Kind::Service))
+        .merge(namespaced("configmaps", Kind::ConfigMap))
+        .route("/api/v1/namespaces", get(|s: State<ApiState>| list(s, Kind::Namespace, None)))
+        .route(
+            "/api/v1/namespaces/{name}",
+            get(|s: State<ApiState>, Path(name): Path<String>| {
+                call(s, ApiRequest::Get { kind: Kind::Namespace, namespace: String::new(), name })
+            })
+            .delete(|s: State<ApiState>, Path(name): Path<String>| {
+                call(s, ApiRequest::Delete { kind: Kind::Namespace, namespace: String::new(), name })
+            }),
+        )
+        .route("/apis/apps/v1/deployments", get(|s: State<ApiState>| list(s, Kind::Deployment, None)))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments",
+            get(|s: State<ApiState>, Path(ns): Path<String>| list(s, Kind::Deployment, Some(ns))),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(|s: State<ApiState>, Path((namespace, name)): Path<(String, String)>| {
+                call(s, ApiRequest::Get { kind: Kind::Deployment, namespace, name })
+            })
+            .delete(|s: State<ApiState>, Path((namespace, name)): Path<(String, String)>| {
+                call(s, ApiRequest::Delete { kind: Kind::Deployment, namespace, name })
+            }),
+        )
+        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale", put(scale))
+        .route("/apis/bramble.dev/v1/apply", post(apply))
+        .fallback(|| async { reply(status(StatusCode::NOT_FOUND, "NotFound", "no such path")) })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state);
+    tokio::spawn(async move {
+        if let Err(e) =
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
+        {
+            eprintln!("bramble coordinator: http api stopped: {e}");
+        }
+    });
+}
+
+fn reply((code, body): ApiReply) -> Response {
+    (code, axum::Json(body)).into_response()
+}
+
+async fn call(State(state): State<ApiState>, request: ApiRequest) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state.calls.send(ApiCall { request, reply: tx }).await.is_err() {
+        return reply(status(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the coordinator is stopping"));
+    }
+    match rx.await {
+        Ok(answer) => reply(answer),
+        Err(_) => {
+            reply(status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "the request was dropped"))
+        }
+    }
+}
+
+async fn list(state: State<ApiState>, kind: Kind, namespace: Option<String>) -> Response {
+    call(state, ApiRequest::List { kind, namespace }).await
+}
+
+#[derive(Deserialize)]
+struct ApplyQuery {
+    namespace: Option<String>,
+    source: Option<String>,
+}
+
+async fn apply(state: State<ApiState>, Query(query): Query<ApplyQuery>, body: Bytes) -> Response {
+    let namespace = query.namespace.unwrap_or_else(|| bramble_common::objects::DEFAULT_NAMESPACE.to_owned());
+    let source = query.source.unwrap_or_else(|| "request body".to_owned());
+    call(state, ApiRequest::Apply { namespace, source, text: body.to_vec() }).await
+}
+
+fn json_body(body: &[u8]) -> Result<Value, ApiReply> {
+    serde_json::from_slice(body)
+        .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", format!("request body: {e}")))
+}
+
+async fn scale(
+    state: State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let value = match json_body(&body) {
+        Ok(v) => v,
+        Err(error) => return reply(error),
+    };
+    let Some(replicas) = value["spec"]["replicas"].as_u64().and_then(|n| u32::try_from(n).ok()) else {
+        return reply(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "spec.replicas: expected a non-negative integer",
+        ));
+    };
+    call(state, ApiRequest::Scale { namespace, name, replicas }).await
+}
+
+async fn patch_node(state: State<ApiState>, Path(name): Path<String>, body: Bytes) -> Response {
+    let value = match json_body(&body) {
+        Ok(v) => v,
+        Err(error) => return reply(error),
+    };
+    let Some(cordoned) = value["spec"]["unschedulable"].as_bool() else {
+        return reply(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "spec.unschedulable: expected true or false",
+        ));
+    };
+    call(state, ApiRequest::Cordon { name, cordoned }).await
+}
+
+async fn authorize(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given.is_some_and(|t| {
+        t.len() == state.token.len()
+            && t.bytes().zip(state.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if ok {
+        next.run(request).await
+    } else {
+        let message = if given.is_some() { "wrong bearer token" } else { "a bearer token is required" };
+        reply(status(StatusCode::UNAUTHORIZED, "Unauthorized", message))
+    }
+}

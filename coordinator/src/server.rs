@@ -1,0 +1,541 @@
+//! `bramble coordinator`: one loop owns the cluster. Inputs (messages from boards, API calls, a
+//! tick) are closed enums on one channel; after each batch the loop plans (`controller`),
+//! commits what changed to the store, and publishes each board's desired set when it changed.
+//! The broker client, the embedded broker and the HTTP server are tasks at the edge.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use bramble_common::objects::{DEFAULT_NAMESPACE, Kind};
+use bramble_common::wire::{
+    self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, PodAssignment, Topics,
+};
+use bramble_common::{Object, parse_manifest_bytes};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::acl::{COORDINATOR_USER, Secrets};
+use crate::api::{self, ApiCall, ApiReply, ApiRequest, status};
+use crate::controller::{self, Change, NodeFacts};
+use crate::model::{Cluster, NodeRecord, key_of, object_key};
+use crate::nodes::Nodes;
+use crate::scheduler::{ARCH_LABEL, Placement, Resources};
+use crate::secrets;
+use crate::store::{RedbStore, Store, Write};
+use crate::views;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// The HTTP API.
+    pub listen: SocketAddr,
+    /// Where the embedded broker listens (when `broker` is `None`).
+    pub mqtt_listen: SocketAddr,
+    /// An external broker, `mqtt://HOST:PORT`.
+    pub broker: Option<String>,
+    pub node_grace: Duration,
+    pub placement: Placement,
+    pub prefix: String,
+}
+
+/// `mqtt://HOST:PORT` (port 1883 when left out) to host and port.
+pub fn parse_mqtt_url(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest =
+        url.strip_prefix("mqtt://").with_context(|| format!("broker {url:?}: expected mqtt://HOST:PORT"))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => {
+            let port = port.parse().with_context(|| format!("broker {url:?}: bad port {port:?}"))?;
+            Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+        }
+        _ if !rest.is_empty() => Ok((rest.to_owned(), 1883)),
+        _ => anyhow::bail!("broker {url:?}: no host"),
+    }
+}
+
+enum Input {
+    Connected,
+    Message { topic: String, payload: Vec<u8> },
+    Api(ApiCall),
+}
+
+fn log(line: impl AsRef<str>) {
+    eprintln!("bramble coordinator: {}", line.as_ref());
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A random five-character pod name suffix, from Kubernetes' alphabet (no vowels).
+fn pod_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Runs the coordinator until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data dir {}", config.data_dir.display()))?;
+    let tokens = secrets::load_or_create(&config.data_dir)?;
+    for path in &tokens.created {
+        let what = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let value = std::fs::read_to_string(path).unwrap_or_default();
+        log(format!("created {what} (kept in {}): {}", path.display(), value.trim()));
+    }
+    let topics = Topics::new(&config.prefix)?;
+    let store = RedbStore::open(&config.data_dir.join("state.redb"))?;
+    let snapshot = store.load()?;
+    let (cluster, problems) = Cluster::from_snapshot(&snapshot);
+    for problem in problems {
+        log(format!("store: {problem}"));
+    }
+
+    let broker_url = match &config.broker {
+        Some(url) => url.clone(),
+        None => {
+            let secrets = Secrets {
+                coordinator_password: tokens.mqtt_password.clone(),
+                join_token: tokens.join.clone(),
+            };
+            crate::broker::start(config.mqtt_listen, secrets, topics.clone()).await?;
+            log(format!("mqtt broker listening on {}", config.mqtt_listen));
+            let port = config.mqtt_listen.port();
+            format!("mqtt://127.0.0.1:{port}")
+        }
+    };
+    let (host, port) = parse_mqtt_url(&broker_url)?;
+    let (inputs, mut rx) = mpsc::channel::<Input>(4096);
+    let mut options = MqttOptions::new(format!("{COORDINATOR_USER}-{}", std::process::id()), host, port);
+    options.set_credentials(COORDINATOR_USER, tokens.mqtt_password.clone());
+    options.set_keep_alive(Duration::from_secs(10));
+    options.set_max_packet_size(wire::MAX_PAYLOAD_BYTES + 4096, wire::MAX_PAYLOAD_BYTES + 4096);
+    options.set_request_channel_capacity(4096);
+    let (client, eventloop) = AsyncClient::new(options, 4096);
+    spawn_mqtt(eventloop, client.clone(), topics.clone(), inputs.clone(), broker_url.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("http api {}", config.listen))?;
+    let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(256);
+    api::serve(listener, tokens.api.clone(), api_tx);
+    log(format!("http api listening on {}", config.listen));
+    let api_inputs = inputs.clone();
+    tokio::spawn(async move {
+        while let Some(call) = api_rx.recv().await {
+            if api_inputs.send(Input::Api(call)).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let started = Instant::now();
+    let mut coordinator = Coordinator {
+        cluster,
+        store: Box::new(store),
+        unsaved: Vec::new(),
+        nodes: Nodes::new(0, config.node_grace.as_millis() as u64),
+        started,
+        published: BTreeMap::new(),
+        client,
+        topics,
+        placement: config.placement,
+        dropped: 0,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {}
+            input = rx.recv() => {
+                let Some(input) = input else { break };
+                coordinator.handle(input);
+                while let Ok(input) = rx.try_recv() {
+                    coordinator.handle(input);
+                }
+            }
+        }
+        coordinator.reconcile();
+    }
+    Ok(())
+}
+
+fn spawn_mqtt(
+    mut eventloop: rumqttc::EventLoop,
+    client: AsyncClient,
+    topics: Topics,
+    inputs: mpsc::Sender<Input>,
+    url: String,
+) {
+    tokio::spawn(async move {
+        let mut last_error = String::new();
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    log(format!("connected to the mqtt broker {url}"));
+                    last_error.clear();
+                    let filters = [Channel::Status, Channel::Health, Channel::Observed, Channel::Responses]
+                        .map(|c| rumqttc::SubscribeFilter::new(topics.all_nodes(c), QoS::AtLeastOnce));
+                    if let Err(e) = client.subscribe_many(filters).await {
+                        log(format!("cannot subscribe: {e}"));
+                    }
+                    if inputs.send(Input::Connected).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let input = Input::Message { topic: p.topic.clone(), payload: p.payload.to_vec() };
+                    if inputs.send(input).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let error = e.to_string();
+                    if error != last_error {
+                        log(format!("mqtt broker {url}: {error}; retrying every second"));
+                        last_error = error;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+}
+
+struct Coordinator {
+    cluster: Cluster,
+    store: Box<dyn Store>,
+    /// Writes that failed to commit, tried again next round.
+    unsaved: Vec<Write>,
+    nodes: Nodes,
+    started: Instant,
+    /// The desired set last published per board (empty after a reconnect: all go again).
+    published: BTreeMap<String, Vec<PodAssignment>>,
+    client: AsyncClient,
+    topics: Topics,
+    placement: Placement,
+    /// Messages dropped as malformed, refused or stale.
+    dropped: u64,
+}
+
+impl Coordinator {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Connected => self.published.clear(),
+            Input::Message { topic, payload } => self.on_message(&topic, &payload),
+            Input::Api(call) => {
+                let answer = self.answer(call.request);
+                let _ = call.reply.send(answer);
+            }
+        }
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+        let Some((node, channel)) = self.topics.parse(topic) else {
+            return;
+        };
+        let now = self.now_ms();
+        let result = match channel {
+            Channel::Status => wire::decode::<NodeStatus>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|m| self.nodes.on_status(node, m, now).map_err(|e| e.to_string())),
+            Channel::Health => wire::decode::<NodeHealth>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|m| self.nodes.on_health(node, m, now).map_err(|e| e.to_string())),
+            Channel::Observed => wire::decode::<ObservedPods>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|m| self.nodes.on_observed(node, m).map_err(|e| e.to_string())),
+            Channel::Desired | Channel::Requests | Channel::Responses => Ok(()),
+        };
+        if let Err(e) = result {
+            self.dropped += 1;
+            log(format!("dropped a message on {topic} ({} dropped so far): {e}", self.dropped));
+        }
+    }
+
+    /// Every board the coordinator knows: remembered in the store or heard from.
+    fn facts(&self) -> Vec<NodeFacts> {
+        let now = self.now_ms();
+        let mut names: Vec<&String> = self.cluster.nodes().keys().collect();
+        names.extend(self.nodes.views().keys());
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let view = self.nodes.view(name);
+                let status = view.and_then(|v| v.status.as_ref());
+                let health = view.and_then(|v| v.health.as_ref());
+                let mut labels = status.map(|s| s.labels.clone()).unwrap_or_default();
+                if let Some(s) = status.filter(|s| !s.arch.is_empty()) {
+                    labels.insert(ARCH_LABEL.to_owned(), s.arch.clone());
+                }
+                NodeFacts {
+                    name: name.clone(),
+                    condition: self.nodes.condition(name, now),
+                    cordoned: self.cluster.nodes().get(name).is_some_and(|n| n.cordoned),
+                    labels,
+                    allocatable: health.map_or(Resources::default(), |h| Resources {
+                        cpu_millis: u64::from(h.cpus) * 1000,
+                        memory_bytes: h.memory_total_bytes,
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    fn reconcile(&mut self) {
+        // Boards heard from are remembered, so their sets are republished after a restart.
+        let heard: Vec<String> =
+            self.nodes.views().keys().filter(|n| !self.cluster.nodes().contains_key(*n)).cloned().collect();
+        for name in heard {
+            self.cluster.put_node(&name, NodeRecord::default());
+        }
+        let facts = self.facts();
+        let changes = controller::plan(&self.cluster, &facts, self.placement, unix_now(), &mut pod_suffix);
+        for change in &changes {
+            match change {
+                Change::Delete { key, reason } => log(format!("pod {key}: removed: {reason}")),
+                Change::Bind { key, node } => log(format!("pod {key}: bound to {node}")),
+                Change::Unschedulable { key, reason } => log(format!("pod {key}: pending: {reason}")),
+                Change::Create(_) => {}
+            }
+        }
+        controller::apply(&mut self.cluster, changes);
+        if !self.save() {
+            // Nothing is published that the store does not hold: a restart must find the same pods.
+            return;
+        }
+        let sets = controller::desired_sets(&self.cluster, facts.iter().map(|f| f.name.as_str()));
+        for (node, pods) in sets {
+            if self.published.get(&node) == Some(&pods) {
+                continue;
+            }
+            let mut record = self.cluster.nodes().get(&node).cloned().unwrap_or_default();
+            let generation = (record.generation + 1).max(unix_ms());
+            let Ok(topic) = self.topics.node(&node, Channel::Desired) else { continue };
+            let message = DesiredPods { node: node.clone(), generation, pods: pods.clone() };
+            match self.client.try_publish(topic, QoS::AtLeastOnce, true, wire::encode(&message)) {
+                Ok(()) => {
+                    record.generation = generation;
+                    self.cluster.put_node(&node, record);
+                    self.published.insert(node, pods);
+                }
+                Err(e) => log(format!("cannot publish the desired pods of {node}: {e}; retrying")),
+            }
+        }
+        self.save();
+    }
+
+    /// Commits what changed; false if the store refused (kept for the next round).
+    fn save(&mut self) -> bool {
+        self.unsaved.extend(self.cluster.take_writes());
+        if self.unsaved.is_empty() {
+            return true;
+        }
+        match self.store.commit(&self.unsaved) {
+            Ok(()) => {
+                self.unsaved.clear();
+                true
+            }
+            Err(e) => {
+                log(format!("cannot save the cluster state: {e}; retrying"));
+                false
+            }
+        }
+    }
+
+    fn answer(&mut self, request: ApiRequest) -> ApiReply {
+        let facts = self.facts();
+        match request {
+            ApiRequest::Apply { namespace, source, text } => self.apply(&namespace, &source, &text),
+            ApiRequest::ListNodes => {
+                let items = facts.iter().map(|f| views::node(f, &self.nodes, &self.cluster)).collect();
+                (StatusCode::OK, views::list("Node", "v1", items))
+            }
+            ApiRequest::GetNode { name } => match facts.iter().find(|f| f.name == name) {
+                Some(f) => (StatusCode::OK, views::node(f, &self.nodes, &self.cluster)),
+                None => status(StatusCode::NOT_FOUND, "NotFound", format!("node {name} not found")),
+            },
+            ApiRequest::Cordon { name, cordoned } => {
+                if !facts.iter().any(|f| f.name == name) {
+                    return status(StatusCode::NOT_FOUND, "NotFound", format!("node {name} not found"));
+                }
+                let mut record = self.cluster.nodes().get(&name).cloned().unwrap_or_default();
+                record.cordoned = cordoned;
+                self.cluster.put_node(&name, record);
+                let facts = self.facts();
+                let node =
+                    facts.iter().find(|f| f.name == name).map(|f| views::node(f, &self.nodes, &self.cluster));
+                (StatusCode::OK, node.unwrap_or_default())
+            }
+            ApiRequest::List { kind: Kind::Pod, namespace } => {
+                let items = self
+                    .cluster
+                    .pods()
+                    .filter(|p| namespace.as_deref().is_none_or(|ns| p.namespace == ns))
+                    .map(|p| views::pod(p, &self.nodes, &facts))
+                    .collect();
+                (StatusCode::OK, views::list("Pod", "v1", items))
+            }
+            ApiRequest::Get { kind: Kind::Pod, namespace, name } => {
+                match self.cluster.pod(&format!("{namespace}/{name}")) {
+                    Some(p) => (StatusCode::OK, views::pod(p, &self.nodes, &facts)),
+                    None => {
+                        status(StatusCode::NOT_FOUND, "NotFound", format!("pod {namespace}/{name} not found"))
+                    }
+                }
+            }
+            ApiRequest::Delete { kind: Kind::Pod, namespace, name } => {
+                let key = format!("{namespace}/{name}");
+                let Some(pod) = self.cluster.pod(&key).cloned() else {
+                    return status(StatusCode::NOT_FOUND, "NotFound", format!("pod {key} not found"));
+                };
+                if pod.owner.is_none() {
+                    self.cluster.delete_object(&object_key(Kind::Pod, &namespace, &name));
+                }
+                self.cluster.delete_pod(&key);
+                (
+                    StatusCode::OK,
+                    json!({"kind": "Status", "status": "Success", "message": format!("pod \"{name}\" deleted")}),
+                )
+            }
+            ApiRequest::List { kind, namespace } => {
+                let items = self
+                    .cluster
+                    .objects()
+                    .filter(|o| o.kind() == kind)
+                    .filter(|o| {
+                        namespace.as_deref().is_none_or(|ns| o.metadata().namespace_or_default() == ns)
+                    })
+                    .map(|o| self.object_view(o, &facts))
+                    .collect();
+                (StatusCode::OK, views::list(kind.name(), kind.api_version(), items))
+            }
+            ApiRequest::Get { kind, namespace, name } => {
+                match self.cluster.object(&object_key(kind, &namespace, &name)) {
+                    Some(o) => (StatusCode::OK, self.object_view(o, &facts)),
+                    None => status(StatusCode::NOT_FOUND, "NotFound", not_found(kind, &namespace, &name)),
+                }
+            }
+            ApiRequest::Delete { kind, namespace, name } => {
+                match self.cluster.delete_object(&object_key(kind, &namespace, &name)) {
+                    Some(_) => {
+                        let message = format!("{} \"{name}\" deleted", kind.name().to_lowercase());
+                        (StatusCode::OK, json!({"kind": "Status", "status": "Success", "message": message}))
+                    }
+                    None => status(StatusCode::NOT_FOUND, "NotFound", not_found(kind, &namespace, &name)),
+                }
+            }
+            ApiRequest::Scale { namespace, name, replicas } => {
+                let key = object_key(Kind::Deployment, &namespace, &name);
+                let Some(Object::Deployment(mut d)) = self.cluster.object(&key).cloned() else {
+                    return status(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        not_found(Kind::Deployment, &namespace, &name),
+                    );
+                };
+                d.spec.replicas = replicas;
+                self.cluster.put_object(Object::Deployment(d));
+                (
+                    StatusCode::OK,
+                    json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}),
+                )
+            }
+        }
+    }
+
+    fn object_view(&self, object: &Object, facts: &[NodeFacts]) -> serde_json::Value {
+        match object {
+            Object::Deployment(d) => views::deployment(d, &self.cluster, &self.nodes, facts),
+            other => serde_json::to_value(other).unwrap_or_default(),
+        }
+    }
+
+    /// Applies manifests: each object is created, configured or unchanged, as `kubectl apply`
+    /// says. Nothing is applied if any document has an error.
+    fn apply(&mut self, namespace: &str, source: &str, text: &[u8]) -> ApiReply {
+        let manifests = parse_manifest_bytes(source, text);
+        if !manifests.is_ok() {
+            let errors: Vec<String> = manifests.errors.iter().map(ToString::to_string).collect();
+            return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
+        }
+        let mut results = Vec::new();
+        for item in manifests.objects {
+            let mut object = item.object;
+            set_namespace(&mut object, namespace);
+            let key = key_of(&object);
+            let existed = self.cluster.object(&key).is_some();
+            let changed = self.cluster.put_object(object.clone());
+            let result = match (existed, changed) {
+                (false, _) => "created",
+                (true, true) => "configured",
+                (true, false) => "unchanged",
+            };
+            let kind = object.kind();
+            let group = if kind == Kind::Deployment { ".apps" } else { "" };
+            results.push(json!({
+                "object": format!("{}{group}/{}", kind.name().to_lowercase(), object.metadata().name),
+                "namespace": object.metadata().namespace,
+                "result": result,
+            }));
+        }
+        (StatusCode::OK, json!({"kind": "ApplyResult", "apiVersion": "bramble.dev/v1", "items": results}))
+    }
+}
+
+fn not_found(kind: Kind, namespace: &str, name: &str) -> String {
+    if kind.is_namespaced() {
+        format!("{} {namespace}/{name} not found", kind.name().to_lowercase())
+    } else {
+        format!("{} {name} not found", kind.name().to_lowercase())
+    }
+}
+
+/// Objects without a namespace take the one applied to (`default` unless told).
+fn set_namespace(object: &mut Object, namespace: &str) {
+    let namespace = if namespace.is_empty() { DEFAULT_NAMESPACE } else { namespace };
+    let meta = match object {
+        Object::Deployment(o) => &mut o.metadata,
+        Object::Pod(o) => &mut o.metadata,
+        Object::Service(o) => &mut o.metadata,
+        Object::ConfigMap(o) => &mut o.metadata,
+        Object::Namespace(_) => return,
+    };
+    meta.namespace.get_or_insert_with(|| namespace.to_owned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_mqtt_url("mqtt://10.0.0.1:1884").expect("ok"), ("10.0.0.1".into(), 1884));
+        assert_eq!(parse_mqtt_url("mqtt://pi-hub").expect("ok"), ("pi-hub".into(), 1883));
+        assert_eq!(parse_mqtt_url("mqtt://[::1]:1883").expect("ok"), ("::1".into(), 1883));
+        assert!(parse_mqtt_url("http://x:1").is_err());
+        assert!(parse_mqtt_url("mqtt://x:port").is_err());
+        assert!(parse_mqtt_url("mqtt://").is_err());
+    }
+}

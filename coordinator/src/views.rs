@@ -1,0 +1,144 @@
+//! Objects as the HTTP API shows them: Kubernetes' JSON shapes (`NodeList`, `PodList`,
+//! `DeploymentList`), with status aggregated from what the boards report. Pure.
+
+use std::collections::BTreeMap;
+
+use bramble_common::Object;
+use bramble_common::objects::Deployment;
+use bramble_common::wire::{PodPhase, PodReport};
+use serde_json::{Value, json};
+
+use crate::controller::NodeFacts;
+use crate::model::{Cluster, PodRecord, short_hash};
+use crate::nodes::{Condition, Nodes};
+
+pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api_version, "kind": format!("{kind}List"), "items": items})
+}
+
+/// What the pod's board last said of it, if it is bound and reported.
+fn report<'a>(pod: &PodRecord, nodes: &'a Nodes) -> Option<&'a PodReport> {
+    let observed = nodes.view(pod.node.as_deref()?)?.observed.as_ref()?;
+    observed.pods.iter().find(|r| r.uid == pod.uid)
+}
+
+/// Phase, readiness, restarts and reason of a pod, as `bramble get pods` shows them.
+pub fn pod_status(pod: &PodRecord, nodes: &Nodes, facts: &[NodeFacts]) -> Value {
+    let node_condition =
+        pod.node.as_deref().and_then(|n| facts.iter().find(|f| f.name == n)).map(|f| &f.condition);
+    let (phase, ready, restarts, reason, message) = match (report(pod, nodes), &pod.node) {
+        (_, None) => ("Pending", false, 0, Some("Unschedulable".to_owned()), pod.pending_reason.clone()),
+        (_, Some(node)) if matches!(node_condition, Some(Condition::NotReady { .. })) => {
+            ("Unknown", false, 0, Some("NodeLost".to_owned()), Some(format!("board {node} is not ready")))
+        }
+        (None, Some(_)) => ("Pending", false, 0, Some("ContainerCreating".to_owned()), None),
+        (Some(r), _) => {
+            let phase = match r.phase {
+                PodPhase::Pending => "Pending",
+                PodPhase::Running => "Running",
+                PodPhase::Succeeded => "Succeeded",
+                PodPhase::Failed => "Failed",
+                PodPhase::Unknown => "Unknown",
+            };
+            (phase, r.ready, r.restarts, r.reason.clone(), None)
+        }
+    };
+    let ready_status = if ready { "True" } else { "False" };
+    let mut status = json!({
+        "phase": phase,
+        "conditions": [{"type": "Ready", "status": ready_status}],
+        "restartCount": restarts,
+    });
+    if let Some(reason) = reason {
+        status["reason"] = json!(reason);
+    }
+    if let Some(message) = message {
+        status["message"] = json!(message);
+    }
+    status
+}
+
+pub fn pod(pod: &PodRecord, nodes: &Nodes, facts: &[NodeFacts]) -> Value {
+    let mut spec = serde_json::to_value(&pod.spec).unwrap_or(Value::Null);
+    if let Some(node) = &pod.node {
+        spec["nodeName"] = json!(node);
+    }
+    let mut metadata = json!({
+        "name": pod.name,
+        "namespace": pod.namespace,
+        "uid": pod.uid,
+        "labels": pod.labels,
+        "creationTimestamp": pod.created,
+    });
+    if let Some(owner) = &pod.owner {
+        metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": owner}]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": spec,
+        "status": pod_status(pod, nodes, facts),
+    })
+}
+
+fn is_ready(status: &Value) -> bool {
+    status["conditions"][0]["status"] == "True"
+}
+
+pub fn deployment(d: &Deployment, cluster: &Cluster, nodes: &Nodes, facts: &[NodeFacts]) -> Value {
+    let namespace = d.metadata.namespace_or_default();
+    let hash = short_hash(&d.spec.template);
+    let owned: Vec<&PodRecord> = cluster
+        .pods()
+        .filter(|p| p.namespace == namespace && p.owner.as_deref() == Some(d.metadata.name.as_str()))
+        .collect();
+    let ready = owned.iter().filter(|p| is_ready(&pod_status(p, nodes, facts))).count();
+    let updated = owned.iter().filter(|p| p.template_hash.as_deref() == Some(hash.as_str())).count();
+    let mut value = serde_json::to_value(Object::Deployment(d.clone())).unwrap_or(Value::Null);
+    if let Some(revision) = cluster.revision(namespace, &d.metadata.name, &hash) {
+        value["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!(revision.to_string());
+    }
+    value["status"] = json!({
+        "replicas": owned.len(),
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "availableReplicas": ready,
+    });
+    value
+}
+
+pub fn node(facts: &NodeFacts, nodes: &Nodes, cluster: &Cluster) -> Value {
+    let view = nodes.view(&facts.name);
+    let status = view.and_then(|v| v.status.as_ref());
+    let health = view.and_then(|v| v.health.as_ref());
+    let (ready, reason, message) = match &facts.condition {
+        Condition::Ready => ("True", "BoardReady", String::from("the board sends health")),
+        Condition::NotReady { reason } => ("False", "BoardNotReady", reason.clone()),
+        Condition::Unknown => {
+            ("Unknown", "NotHeardYet", String::from("not heard from since the coordinator started"))
+        }
+    };
+    let pods = cluster.pods().filter(|p| p.node.as_deref() == Some(facts.name.as_str())).count();
+    let mut labels: BTreeMap<String, String> = facts.labels.clone();
+    labels.entry(crate::scheduler::HOSTNAME_LABEL.into()).or_insert_with(|| facts.name.clone());
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": facts.name, "labels": labels},
+        "spec": {"unschedulable": facts.cordoned},
+        "status": {
+            "conditions": [{"type": "Ready", "status": ready, "reason": reason, "message": message}],
+            "capacity": {
+                "cpu": health.map_or(0, |h| h.cpus).to_string(),
+                "memory": health.map_or(0, |h| h.memory_total_bytes).to_string(),
+                "pods": pods.to_string(),
+            },
+            "nodeInfo": {
+                "architecture": status.map_or("", |s| s.arch.as_str()),
+                "agentVersion": status.map_or("", |s| s.agent_version.as_str()),
+            },
+            "health": health,
+        },
+    })
+}
