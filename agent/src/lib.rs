@@ -2,6 +2,7 @@
 //! (`run`), keeps its image store (`image`), reports (`status`, `logs`) and checks manifests
 //! with the same rules as the coordinator (`validate`).
 
+pub mod cluster;
 pub mod daemon;
 mod debug_cmd;
 pub mod desired;
@@ -52,6 +53,25 @@ enum Command {
         /// The directory of manifests (Pods, Deployments) this board runs.
         #[arg(long, default_value = DEFAULT_MANIFESTS_DIR)]
         manifests: PathBuf,
+        /// Join a cluster: the coordinator's MQTT broker, mqtt://HOST:PORT.
+        #[arg(long, requires = "token")]
+        server: Option<String>,
+        /// The cluster's join token (the coordinator prints it and keeps it in its data dir).
+        #[arg(long, env = "BRAMBLE_JOIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The board's name in the cluster; the hostname when left out.
+        #[arg(long)]
+        name: Option<String>,
+        /// A label for nodeSelector, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = cluster::parse_label)]
+        labels: Vec<(String, String)>,
+        /// The prefix of every MQTT topic.
+        #[arg(long, default_value = bramble_common::wire::DEFAULT_PREFIX)]
+        prefix: String,
+        /// How often health goes to the coordinator, in milliseconds; keep it well under the
+        /// coordinator's --node-grace.
+        #[arg(long, default_value_t = 5000)]
+        health_interval_ms: u64,
     },
     /// Show the board's facts and its pods' status.
     Status {
@@ -104,12 +124,38 @@ pub const DEFAULT_MANIFESTS_DIR: &str = "/etc/bramble/manifests";
 /// The agent's state directory unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/bramble";
 
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.to_lowercase())
+        .unwrap_or_else(|| "bramble".to_owned())
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate::run(&files),
-        Command::Run { state_dir, run_dir, manifests } => {
-            daemon::run(&daemon::Options { state_dir, run_dir, manifests })
+        Command::Run {
+            state_dir,
+            run_dir,
+            manifests,
+            server,
+            token,
+            name,
+            labels,
+            prefix,
+            health_interval_ms,
+        } => {
+            let cluster = server.map(|server| cluster::ClusterOptions {
+                server,
+                token: token.unwrap_or_default(),
+                node: name.unwrap_or_else(hostname),
+                labels: labels.into_iter().collect(),
+                prefix,
+                health_interval_ms: health_interval_ms.max(100),
+            });
+            daemon::run(&daemon::Options { state_dir, run_dir, manifests, cluster })
         }
         Command::Status { state_dir, run_dir, output } => {
             status::command(&state_dir, &run_dir, output.is_some())

@@ -23,9 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bramble_common::Object;
 use bramble_common::objects::{Container, Protocol, VolumeSource};
+use bramble_common::wire::{self, DesiredPods, NodeHealth, ObservedPods, PodPhase, PodReport};
 use heapless::Deque;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::cluster::{ClusterOptions, Incoming, Session};
 use crate::desired::desired_pods;
 use crate::fsutil::write_atomic;
 use crate::image::ImageStore;
@@ -55,11 +57,15 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub run_dir: PathBuf,
     pub manifests: PathBuf,
+    /// Join a cluster over MQTT (`--server`).
+    pub cluster: Option<ClusterOptions>,
 }
 
 enum Event {
     /// A shim says a container ended.
     Wake,
+    /// The coordinator's desired pods for this board.
+    Assigned(DesiredPods),
     Probe {
         id: String,
         run: u64,
@@ -113,7 +119,20 @@ struct Daemon {
     records: BTreeMap<String, PodRecord>,
     manifests: manifests::ManifestDir,
     manifest_errors: Vec<String>,
+    /// The pods of the manifests directory.
+    manifest_pods: Vec<DesiredPod>,
+    /// The coordinator's latest desired set for this board (kept in `STATE/assigned.json`).
+    assigned: Option<DesiredPods>,
+    /// Both of the above: what the reconciler keeps running.
     desired: Vec<DesiredPod>,
+    session: Option<Session>,
+    /// The observed pods last handed to the session.
+    published: Option<ObservedPods>,
+    next_health_ms: u64,
+    /// `/proc/stat` idle and total jiffies at the last health message.
+    cpu_times: Option<(u64, u64)>,
+    /// Desired sets dropped as stale.
+    stale: u64,
     /// The status last written to `RUN/status.json`.
     written_status: Option<AgentStatus>,
     /// Container id → when SIGTERM was sent, and whether SIGKILL was (its end not seen yet).
@@ -166,6 +185,29 @@ impl Daemon {
         }
         let (sender, events) = mpsc::channel();
         listen_for_shims(&runtime.notify_socket(), sender.clone())?;
+        let assigned_path = options.state_dir.join(ASSIGNED_FILE);
+        let assigned = match fs::read(&assigned_path) {
+            Ok(bytes) => match wire::decode::<DesiredPods>(&bytes) {
+                Ok(set) => Some(set),
+                Err(e) => {
+                    log(format!("ignoring {}: {e}", assigned_path.display()));
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let session = match &options.cluster {
+            Some(cluster) => {
+                let to_daemon = sender.clone();
+                let deliver = move |incoming| match incoming {
+                    Incoming::Desired(set) => {
+                        let _ = to_daemon.send(Event::Assigned(set));
+                    }
+                };
+                Some(Session::start(cluster, deliver)?)
+            }
+            None => None,
+        };
         Ok(Daemon {
             manifests: manifests::ManifestDir::new(&options.manifests),
             options: options.clone(),
@@ -174,7 +216,14 @@ impl Daemon {
             pods,
             records,
             manifest_errors: Vec::new(),
+            manifest_pods: Vec::new(),
+            assigned,
             desired: Vec::new(),
+            session,
+            published: None,
+            next_health_ms: 0,
+            cpu_times: None,
+            stale: 0,
             stopping: BTreeMap::new(),
             written_status: None,
             probes: BTreeMap::new(),
@@ -213,6 +262,10 @@ impl Daemon {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Event::Assigned(set) = event {
+            self.take_assignment(set);
+            return;
+        }
         let Event::Probe { id, run, kind, outcome } = event else { return };
         let Some(probes) = self.probes.get_mut(&id).filter(|p| p.run == run) else { return };
         let was = (probes.ready, probes.unhealthy);
@@ -246,6 +299,7 @@ impl Daemon {
         }
         self.start_probes(&observed, now_ms());
         let report = self.status(&observed);
+        self.report_to_cluster(&report, now_ms());
         // Written when it changed (compared in memory; a failed write is tried next round).
         if self.written_status.as_ref() != Some(&report) {
             match status::write(&self.options.run_dir, &report) {
@@ -254,7 +308,8 @@ impl Daemon {
             }
         }
         let probe_due = self.probes.values().filter_map(Probes::next_due_ms).min();
-        [plan.wake_at_ms, probe_due, Some(self.next_scan_ms)]
+        let health_due = self.session.as_ref().map(|_| self.next_health_ms);
+        [plan.wake_at_ms, probe_due, Some(self.next_scan_ms), health_due]
             .into_iter()
             .flatten()
             .min()
@@ -293,7 +348,92 @@ impl Daemon {
             }
             Err(e) => log(format!("cannot record the desired pods: {e}")),
         }
-        self.desired = desired_pods(&objects);
+        self.manifest_pods = desired_pods(&objects);
+        self.update_desired();
+    }
+
+    /// What to run: the manifests' pods and the coordinator's.
+    fn update_desired(&mut self) {
+        let mut desired = self.manifest_pods.clone();
+        if let Some(set) = &self.assigned {
+            desired.extend(set.pods.iter().map(|p| DesiredPod {
+                uid: p.uid.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                spec: p.spec.clone(),
+            }));
+        }
+        self.desired = desired;
+    }
+
+    /// A desired set from the coordinator: taken if newer than the one held, and kept on disk
+    /// (before it is acted on) so that a reboot without the coordinator runs it too.
+    fn take_assignment(&mut self, set: DesiredPods) {
+        if let Some(held) = &self.assigned {
+            if set.generation < held.generation {
+                self.stale += 1;
+                log(format!(
+                    "dropped desired pods of generation {} older than {} ({} dropped)",
+                    set.generation, held.generation, self.stale
+                ));
+                return;
+            }
+            if *held == set {
+                return;
+            }
+        }
+        if let Err(e) = write_atomic(&self.options.state_dir.join(ASSIGNED_FILE), &wire::encode(&set)) {
+            log(format!("cannot record the desired pods: {e}"));
+        }
+        let count = set.pods.len();
+        log(format!("desired pods from the coordinator: {count} (generation {})", set.generation));
+        self.assigned = Some(set);
+        self.update_desired();
+    }
+
+    /// Publishes the assigned pods' status when it changed, and health when due.
+    fn report_to_cluster(&mut self, report: &AgentStatus, now: u64) {
+        let Some(session) = &self.session else { return };
+        let assigned = self.assigned.as_ref();
+        let observed = ObservedPods {
+            node: session.node().to_owned(),
+            generation: assigned.map_or(0, |a| a.generation),
+            pods: report
+                .pods
+                .iter()
+                .filter(|p| assigned.is_some_and(|a| a.pods.iter().any(|a| a.uid == p.uid)))
+                .map(pod_report)
+                .collect(),
+        };
+        if self.published.as_ref() != Some(&observed) {
+            session.publish_observed(&observed);
+            self.published = Some(observed);
+        }
+        if now >= self.next_health_ms {
+            self.next_health_ms = now + self.options.cluster.as_ref().map_or(5000, |c| c.health_interval_ms);
+            let facts = status::node_facts(&self.options.state_dir);
+            let times = cpu_times();
+            let cpu_percent = match (self.cpu_times, times) {
+                (Some((idle0, total0)), Some((idle1, total1))) if total1 > total0 => {
+                    100.0 * (1.0 - (idle1.saturating_sub(idle0)) as f32 / (total1 - total0) as f32)
+                }
+                _ => 0.0,
+            };
+            self.cpu_times = times;
+            session.publish_health(&NodeHealth {
+                node: session.node().to_owned(),
+                uptime_seconds: facts.uptime_seconds,
+                cpus: u32::try_from(facts.cpus).unwrap_or(u32::MAX),
+                cpu_percent,
+                memory_total_bytes: facts.memory_bytes,
+                memory_available_bytes: facts.memory_available_bytes,
+                disk_total_bytes: facts.disk_bytes,
+                disk_available_bytes: facts.disk_available_bytes,
+                temperature_celsius: facts.temperature_celsius,
+                pods_running: report.pods.iter().filter(|p| p.phase == "Running").count() as u32,
+                pods_total: report.pods.len() as u32,
+            });
+        }
     }
 
     fn desired_path(&self) -> PathBuf {
@@ -912,6 +1052,46 @@ impl Daemon {
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         AgentStatus { agent_pid: std::process::id(), pods, manifest_errors: self.manifest_errors.clone() }
     }
+}
+
+/// Where the coordinator's last desired set is kept.
+const ASSIGNED_FILE: &str = "assigned.json";
+
+/// A pod's status as the wire protocol reports it.
+fn pod_report(pod: &PodStatus) -> PodReport {
+    let phase = match pod.phase.as_str() {
+        "Running" => PodPhase::Running,
+        "Succeeded" => PodPhase::Succeeded,
+        "Failed" => PodPhase::Failed,
+        "Pending" => PodPhase::Pending,
+        _ => PodPhase::Unknown,
+    };
+    let last_exit_code =
+        pod.containers.iter().find_map(|c| c.last_state.as_ref().map(|t| t.exit_code)).or_else(|| {
+            pod.containers.iter().find_map(|c| match &c.state {
+                State::Terminated(t) => Some(t.exit_code),
+                _ => None,
+            })
+        });
+    PodReport {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+        phase,
+        ready: pod.ready,
+        restarts: pod.containers.iter().map(|c| c.restart_count).sum(),
+        last_exit_code,
+        reason: pod.reason.clone(),
+    }
+}
+
+/// Idle and total jiffies of all CPUs, from `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> =
+        text.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((idle, fields.iter().sum()))
 }
 
 /// Binds the socket shims write to when a container ends, and forwards each datagram as a

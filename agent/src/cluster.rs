@@ -1,0 +1,207 @@
+//! The board's MQTT session with the cluster (`bramble-agent run --server`): one thread that
+//! connects with the node name and the join token, subscribes to the board's desired pods
+//! before it announces itself online (so an assignment sent at once is not lost), hands each
+//! desired set to the daemon, and publishes what the daemon reports. The last will marks the
+//! board offline; after every reconnect the status and the last observed pods go out again.
+//!
+//! The daemon never waits on the network: it hands messages over with `try_publish`, and a
+//! board without its coordinator keeps running what it was last told.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bramble_common::wire::{self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, Topics};
+use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// `mqtt://HOST:PORT`.
+    pub server: String,
+    pub token: String,
+    pub node: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub prefix: String,
+    pub health_interval_ms: u64,
+}
+
+/// What the session hands the daemon.
+#[derive(Debug)]
+pub enum Incoming {
+    Desired(DesiredPods),
+}
+
+/// `mqtt://HOST[:PORT]` to host and port.
+pub fn parse_server(url: &str) -> Result<(String, u16), String> {
+    let rest =
+        url.strip_prefix("mqtt://").ok_or_else(|| format!("--server {url:?}: expected mqtt://HOST:PORT"))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => {
+            let port = port.parse().map_err(|_| format!("--server {url:?}: bad port {port:?}"))?;
+            Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+        }
+        _ if !rest.is_empty() => Ok((rest.to_owned(), 1883)),
+        _ => Err(format!("--server {url:?}: no host")),
+    }
+}
+
+/// The daemon's handle on the session.
+pub struct Session {
+    client: Client,
+    topics: Topics,
+    node: String,
+    /// The last observed pods, republished after a reconnect.
+    last_observed: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("node", &self.node).finish_non_exhaustive()
+    }
+}
+
+fn log(line: impl AsRef<str>) {
+    eprintln!("bramble-agent: {}", line.as_ref());
+}
+
+impl Session {
+    /// Starts the session thread; `deliver` gets what arrives.
+    pub fn start(
+        options: &ClusterOptions,
+        deliver: impl Fn(Incoming) + Send + 'static,
+    ) -> Result<Session, String> {
+        let (host, port) = parse_server(&options.server)?;
+        let topics = Topics::new(&options.prefix).map_err(|e| e.to_string())?;
+        let node = options.node.clone();
+        let topic = |channel| topics.node(&node, channel).map_err(|e| format!("--name: {e}"));
+        let (status_topic, desired_topic, requests_topic) =
+            (topic(Channel::Status)?, topic(Channel::Desired)?, topic(Channel::Requests)?);
+        let status = |online| {
+            wire::encode(&NodeStatus {
+                node: node.clone(),
+                online,
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+                arch: bramble_common::platform::Platform::of_this_build().architecture,
+                labels: options.labels.clone(),
+            })
+        };
+        let (online, offline) = (status(true), status(false));
+
+        let mut mqtt = MqttOptions::new(format!("bramble-agent-{node}"), host, port);
+        mqtt.set_credentials(node.clone(), options.token.clone());
+        mqtt.set_keep_alive(Duration::from_secs(5));
+        mqtt.set_clean_session(true);
+        mqtt.set_max_packet_size(wire::MAX_PAYLOAD_BYTES + 4096, wire::MAX_PAYLOAD_BYTES + 4096);
+        mqtt.set_last_will(LastWill::new(status_topic.clone(), offline, QoS::AtLeastOnce, true));
+        let (client, mut connection) = Client::new(mqtt, 64);
+        let last_observed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+
+        let session =
+            Session { client: client.clone(), topics: topics.clone(), node: node.clone(), last_observed };
+        let observed = Arc::clone(&session.last_observed);
+        let observed_topic = topic(Channel::Observed)?;
+        let server = options.server.clone();
+        std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || {
+                let mut last_error = String::new();
+                let mut dropped = 0u64;
+                for notification in connection.iter() {
+                    match notification {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            log(format!("connected to {server} as {node}"));
+                            last_error.clear();
+                            let _ = client.try_subscribe(desired_topic.clone(), QoS::AtLeastOnce);
+                            let _ = client.try_subscribe(requests_topic.clone(), QoS::AtLeastOnce);
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            // Subscribed to the assignments: now announce, and say what runs.
+                            let _ = client.try_publish(status_topic.clone(), QoS::AtLeastOnce, true, online.clone());
+                            let last = observed.lock().map(|o| o.clone()).unwrap_or_default();
+                            if let Some(bytes) = last {
+                                let _ = client.try_publish(observed_topic.clone(), QoS::AtLeastOnce, true, bytes);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == desired_topic => {
+                            match wire::decode::<DesiredPods>(&p.payload) {
+                                Ok(desired) if desired.node == node => deliver(Incoming::Desired(desired)),
+                                Ok(desired) => {
+                                    dropped += 1;
+                                    log(format!("dropped desired pods for {} on {}: not this board ({dropped} dropped)", desired.node, p.topic));
+                                }
+                                Err(e) => {
+                                    dropped += 1;
+                                    log(format!("dropped a message on {}: {e} ({dropped} dropped)", p.topic));
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let error = match &e {
+                                ConnectionError::ConnectionRefused(
+                                    ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+                                ) => format!("{server} refused board {node}: wrong join token (--token)"),
+                                other => format!("{server}: {other}"),
+                            };
+                            if error != last_error {
+                                log(format!("{error}; retrying every 2s, pods keep running"));
+                                last_error = error;
+                            }
+                            std::thread::sleep(Duration::from_secs(2));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the mqtt thread: {e}"))?;
+        Ok(session)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Publishes the observed pods (retained) and keeps them for the next reconnect.
+    pub fn publish_observed(&self, observed: &ObservedPods) {
+        let bytes = wire::encode(observed);
+        if let Ok(mut last) = self.last_observed.lock() {
+            *last = Some(bytes.clone());
+        }
+        self.publish(Channel::Observed, true, bytes);
+    }
+
+    pub fn publish_health(&self, health: &NodeHealth) {
+        self.publish(Channel::Health, false, wire::encode(health));
+    }
+
+    fn publish(&self, channel: Channel, retain: bool, bytes: Vec<u8>) {
+        let Ok(topic) = self.topics.node(&self.node, channel) else { return };
+        // While disconnected the queue fills and messages are dropped: health is periodic and
+        // the observed pods go out again after the reconnect.
+        let _ = self.client.try_publish(topic, QoS::AtLeastOnce, retain, bytes);
+    }
+}
+
+/// `key=value` of `--label`.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("--label {text:?}: expected KEY=VALUE"))?;
+    bramble_common::validate::qualified_name(key).map_err(|e| format!("--label {text:?}: {e}"))?;
+    bramble_common::validate::label_value(value).map_err(|e| format!("--label {text:?}: {e}"))?;
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_and_labels() {
+        assert_eq!(parse_server("mqtt://10.0.0.1:1884"), Ok(("10.0.0.1".into(), 1884)));
+        assert_eq!(parse_server("mqtt://hub"), Ok(("hub".into(), 1883)));
+        assert!(parse_server("tcp://hub:1").is_err());
+        assert!(parse_server("mqtt://hub:x").is_err());
+        assert_eq!(parse_label("disk=ssd"), Ok(("disk".into(), "ssd".into())));
+        assert!(parse_label("disk").is_err());
+        assert!(parse_label("bad key=x").is_err());
+    }
+}
