@@ -1,7 +1,12 @@
 //! `bramble`, the kubectl-like client. One module per verb; this file parses the command line
 //! and dispatches.
 
+mod apply;
+mod client;
+mod edit;
+mod get;
 mod manifest_files;
+mod resource;
 mod validate;
 
 use std::path::PathBuf;
@@ -12,6 +17,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "bramble", version, about = "Run containers on a cluster of small boards, kubectl-style")]
 struct Cli {
+    #[command(flatten)]
+    connection: client::Connection,
+    /// The namespace of namespaced objects.
+    #[arg(short = 'n', long, global = true, default_value = "default")]
+    namespace: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,13 +37,66 @@ enum Command {
         #[arg(short = 'R', long)]
         recursive: bool,
     },
+    /// Create or update objects from manifests.
+    Apply {
+        /// A file, a directory of .yaml/.yml/.json files, or - for standard input.
+        #[arg(short = 'f', long = "filename", required = true)]
+        filenames: Vec<PathBuf>,
+        #[arg(short = 'R', long)]
+        recursive: bool,
+    },
+    /// List objects: nodes, pods, deployments, services, configmaps, namespaces.
+    Get {
+        resource: String,
+        name: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// wide, json or yaml.
+        #[arg(short = 'o', long, value_parser = get::parse_output)]
+        output: Option<get::Output>,
+    },
+    /// Set a Deployment's number of replicas: `scale deployment/web --replicas 3`.
+    Scale {
+        target: String,
+        #[arg(long)]
+        replicas: u32,
+    },
+    /// Delete objects: `delete deployment/web`, `delete pod web-x`, or `delete -f FILE`.
+    Delete {
+        /// TYPE/NAME, or TYPE NAME…
+        targets: Vec<String>,
+        #[arg(short = 'f', long = "filename")]
+        filenames: Vec<PathBuf>,
+    },
+    /// Let no new pods onto a board.
+    Cordon { node: String },
+    /// Let new pods onto a board again.
+    Uncordon { node: String },
+    /// Run the coordinator (the control plane) with its embedded MQTT broker.
+    Coordinator(bramble_coordinator::command::CoordinatorArgs),
 }
 
 /// Runs the command line; the exit code is 0 only if everything succeeded.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let namespace = cli.namespace;
     let result = match cli.command {
         Command::Validate { filenames, recursive } => validate::run(&filenames, recursive),
+        Command::Coordinator(args) => return bramble_coordinator::command::run(args),
+        command => client::Client::new(&cli.connection).and_then(|client| match command {
+            Command::Apply { filenames, recursive } => apply::run(&client, &filenames, recursive, &namespace),
+            Command::Get { resource, name, all_namespaces, output } => {
+                let resource = resource::Resource::parse(&resource)?;
+                let namespace = (!all_namespaces).then_some(namespace.as_str());
+                get::run(&client, resource, name.as_deref(), namespace, output.unwrap_or(get::Output::Table))
+            }
+            Command::Scale { target, replicas } => edit::scale(&client, &target, replicas, &namespace),
+            Command::Delete { targets, filenames } => delete(&client, &targets, &filenames, &namespace),
+            Command::Cordon { node } => edit::cordon(&client, &node, true),
+            Command::Uncordon { node } => edit::cordon(&client, &node, false),
+            Command::Validate { .. } | Command::Coordinator(_) => Ok(ExitCode::SUCCESS),
+        }),
     };
     match result {
         Ok(code) => code,
@@ -42,4 +105,53 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `delete TYPE/NAME…`, `delete TYPE NAME…` or `delete -f FILE`.
+fn delete(
+    client: &client::Client,
+    targets: &[String],
+    files: &[PathBuf],
+    namespace: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut named: Vec<(resource::Resource, String, String)> = Vec::new();
+    if !files.is_empty() {
+        let manifests = manifest_files::read_all(files, false);
+        if !manifests.is_ok() {
+            eprint!("{}", bramble_common::manifest::render_report(&manifests));
+            return Ok(ExitCode::FAILURE);
+        }
+        for item in manifests.objects {
+            let meta = item.object.metadata();
+            let kind = resource::Resource::parse(item.object.kind().name())?;
+            named.push((
+                kind,
+                meta.namespace.clone().unwrap_or_else(|| namespace.to_owned()),
+                meta.name.clone(),
+            ));
+        }
+    }
+    match targets.first() {
+        Some(first) if !first.contains('/') => {
+            let kind = resource::Resource::parse(first)?;
+            named.extend(targets[1..].iter().map(|n| (kind, namespace.to_owned(), n.clone())));
+        }
+        _ => {
+            for target in targets {
+                let (kind, name) = resource::Resource::parse_pair(target)?;
+                named.push((kind, namespace.to_owned(), name));
+            }
+        }
+    }
+    if named.is_empty() {
+        anyhow::bail!("nothing to delete: name TYPE/NAME or -f FILE");
+    }
+    let mut failed = false;
+    for (kind, ns, name) in named {
+        if let Err(e) = edit::delete(client, kind, &name, &ns) {
+            eprintln!("error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

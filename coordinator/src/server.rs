@@ -475,14 +475,28 @@ impl Coordinator {
     /// Applies manifests: each object is created, configured or unchanged, as `kubectl apply`
     /// says. Nothing is applied if any document has an error.
     fn apply(&mut self, namespace: &str, source: &str, text: &[u8]) -> ApiReply {
-        let manifests = parse_manifest_bytes(source, text);
-        if !manifests.is_ok() {
-            let errors: Vec<String> = manifests.errors.iter().map(ToString::to_string).collect();
-            return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
-        }
+        // `bramble apply` sends each object as the JSON `Object` it decoded and checked; anyone
+        // else may send manifests as text, which go through the same decoder.
+        let objects = match serde_json::from_slice::<Object>(text) {
+            Ok(object) => {
+                let problems = bramble_common::validate::validate(&object);
+                if !problems.is_empty() {
+                    let errors: Vec<String> = problems.iter().map(|p| format!("{source}: {p}")).collect();
+                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
+                }
+                vec![object]
+            }
+            Err(_) => {
+                let manifests = parse_manifest_bytes(source, text);
+                if !manifests.is_ok() {
+                    let errors: Vec<String> = manifests.errors.iter().map(ToString::to_string).collect();
+                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
+                }
+                manifests.objects.into_iter().map(|item| item.object).collect()
+            }
+        };
         let mut results = Vec::new();
-        for item in manifests.objects {
-            let mut object = item.object;
+        for mut object in objects {
             set_namespace(&mut object, namespace);
             let key = key_of(&object);
             let existed = self.cluster.object(&key).is_some();

@@ -1,0 +1,50 @@
+//! `bramble apply -f`: checks the manifests here (errors name file, document and line), then
+//! sends each object to the coordinator, which says whether it was created, configured or
+//! unchanged.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bramble_common::manifest::render_report;
+
+use crate::client::Client;
+use crate::manifest_files;
+
+pub fn run(
+    client: &Client,
+    filenames: &[PathBuf],
+    recursive: bool,
+    namespace: &str,
+) -> anyhow::Result<ExitCode> {
+    let manifests = manifest_files::read_all(filenames, recursive);
+    if !manifests.is_ok() {
+        eprint!("{}", render_report(&manifests));
+        return Ok(ExitCode::FAILURE);
+    }
+    for item in &manifests.objects {
+        let body = serde_json::to_vec(&item.object)?;
+        let path =
+            format!("/apis/bramble.dev/v1/apply?namespace={namespace}&source={}", encode(&item.source));
+        let answer = client.send("POST", &path, &body)?;
+        for result in answer["items"].as_array().into_iter().flatten() {
+            println!(
+                "{} {}",
+                result["object"].as_str().unwrap_or("?"),
+                result["result"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
