@@ -31,21 +31,6 @@ pub enum Incoming {
     Desired(DesiredPods),
 }
 
-/// `mqtt://HOST[:PORT]` to host and port.
-pub fn parse_server(url: &str) -> Result<(String, u16), String> {
-    let rest =
-        url.strip_prefix("mqtt://").ok_or_else(|| format!("--server {url:?}: expected mqtt://HOST:PORT"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() => {
-            let port = port.parse().map_err(|_| format!("--server {url:?}: bad port {port:?}"))?;
-            Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
-        }
-        _ if !rest.is_empty() => Ok((rest.to_owned(), 1883)),
-        _ => Err(format!("--server {url:?}: no host")),
-    }
-}
-
 /// The daemon's handle on the session.
 pub struct Session {
     client: Client,
@@ -71,7 +56,7 @@ impl Session {
         options: &ClusterOptions,
         deliver: impl Fn(Incoming) + Send + 'static,
     ) -> Result<Session, String> {
-        let (host, port) = parse_server(&options.server)?;
+        let (host, port) = wire::parse_broker_url(&options.server).map_err(|e| format!("--server: {e}"))?;
         let topics = Topics::new(&options.prefix).map_err(|e| e.to_string())?;
         let node = options.node.clone();
         let topic = |channel| topics.node(&node, channel).map_err(|e| format!("--name: {e}"));
@@ -195,11 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn servers_and_labels() {
-        assert_eq!(parse_server("mqtt://10.0.0.1:1884"), Ok(("10.0.0.1".into(), 1884)));
-        assert_eq!(parse_server("mqtt://hub"), Ok(("hub".into(), 1883)));
-        assert!(parse_server("tcp://hub:1").is_err());
-        assert!(parse_server("mqtt://hub:x").is_err());
+    fn labels() {
         assert_eq!(parse_label("disk=ssd"), Ok(("disk".into(), "ssd".into())));
         assert!(parse_label("disk").is_err());
         assert!(parse_label("bad key=x").is_err());

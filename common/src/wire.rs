@@ -130,6 +130,21 @@ impl Topics {
     }
 }
 
+/// `mqtt://HOST[:PORT]` (port 1883 when left out; `[::1]` for IPv6) to host and port.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
+    let rest =
+        url.strip_prefix("mqtt://").ok_or_else(|| format!("broker {url:?}: expected mqtt://HOST:PORT"))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.ends_with(':') => {
+            let port = port.parse().map_err(|_| format!("broker {url:?}: bad port {port:?}"))?;
+            Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+        }
+        _ if !rest.is_empty() => Ok((rest.to_owned(), 1883)),
+        _ => Err(format!("broker {url:?}: no host")),
+    }
+}
+
 pub fn check_node_name(name: &str) -> Result<(), WireError> {
     dns_subdomain(name).map_err(|why| WireError::InvalidNodeName { name: name.to_owned(), why })
 }
@@ -333,6 +348,16 @@ mod tests {
         assert_eq!(topics.parse("bramble/nodes/pi-1/other"), None);
         assert_eq!(topics.parse("other/nodes/pi-1/status"), None);
         assert_eq!(topics.all_nodes(Channel::Health), "bramble/nodes/+/health");
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(parse_broker_url("mqtt://10.0.0.1:1884"), Ok(("10.0.0.1".into(), 1884)));
+        assert_eq!(parse_broker_url("mqtt://pi-hub"), Ok(("pi-hub".into(), 1883)));
+        assert_eq!(parse_broker_url("mqtt://[::1]:1883"), Ok(("::1".into(), 1883)));
+        assert!(parse_broker_url("http://x:1").is_err());
+        assert!(parse_broker_url("mqtt://x:port").is_err());
+        assert!(parse_broker_url("mqtt://").is_err());
     }
 
     #[test]

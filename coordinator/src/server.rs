@@ -44,21 +44,6 @@ pub struct Config {
     pub prefix: String,
 }
 
-/// `mqtt://HOST:PORT` (port 1883 when left out) to host and port.
-pub fn parse_mqtt_url(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest =
-        url.strip_prefix("mqtt://").with_context(|| format!("broker {url:?}: expected mqtt://HOST:PORT"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() => {
-            let port = port.parse().with_context(|| format!("broker {url:?}: bad port {port:?}"))?;
-            Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
-        }
-        _ if !rest.is_empty() => Ok((rest.to_owned(), 1883)),
-        _ => anyhow::bail!("broker {url:?}: no host"),
-    }
-}
-
 enum Input {
     Connected,
     Message { topic: String, payload: Vec<u8> },
@@ -116,7 +101,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             format!("mqtt://127.0.0.1:{port}")
         }
     };
-    let (host, port) = parse_mqtt_url(&broker_url)?;
+    let (host, port) = wire::parse_broker_url(&broker_url).map_err(anyhow::Error::msg)?;
     let (inputs, mut rx) = mpsc::channel::<Input>(4096);
     let mut options = MqttOptions::new(format!("{COORDINATOR_USER}-{}", std::process::id()), host, port);
     options.set_credentials(COORDINATOR_USER, tokens.mqtt_password.clone());
@@ -537,19 +522,4 @@ fn set_namespace(object: &mut Object, namespace: &str) {
         Object::Namespace(_) => return,
     };
     meta.namespace.get_or_insert_with(|| namespace.to_owned());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(parse_mqtt_url("mqtt://10.0.0.1:1884").expect("ok"), ("10.0.0.1".into(), 1884));
-        assert_eq!(parse_mqtt_url("mqtt://pi-hub").expect("ok"), ("pi-hub".into(), 1883));
-        assert_eq!(parse_mqtt_url("mqtt://[::1]:1883").expect("ok"), ("::1".into(), 1883));
-        assert!(parse_mqtt_url("http://x:1").is_err());
-        assert!(parse_mqtt_url("mqtt://x:port").is_err());
-        assert!(parse_mqtt_url("mqtt://").is_err());
-    }
 }

@@ -174,3 +174,29 @@ pub fn cgroup_setting(group: &str, v1: (&str, &str), v2: &str) -> String {
         .trim()
         .to_owned()
 }
+
+/// SIGKILL to every shim and container under `run_dir`, as a power cut would; returns their
+/// records (for the cgroups to remove).
+pub fn kill_containers(run_dir: &Path) -> Vec<ShimRecord> {
+    let records = shims(run_dir);
+    for shim in &records {
+        kill_9(shim.shim_pid);
+        kill_9(shim.container_pid);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    records
+}
+
+/// Lazily unmounts, newest first, every mount under `dir` and the mount at `also`.
+pub fn unmount_under(dir: &Path, also: Option<&Path>) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let dir = dir.display().to_string();
+    let also = also.map(|p| p.display().to_string());
+    for line in mounts.lines().rev() {
+        if let Some(target) =
+            line.split(' ').nth(1).filter(|t| t.starts_with(&dir) || Some(*t) == also.as_deref())
+        {
+            let _ = Command::new("umount").arg("-l").arg(target).status();
+        }
+    }
+}

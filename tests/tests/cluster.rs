@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::{
-    binary, busybox_layout, kill_9, remove_cgroup, require_root, require_tool, run, shims, text, wait_until,
+    binary, busybox_layout, kill_containers, remove_cgroup, require_root, require_tool, run, shims, text,
+    unmount_under, wait_until,
 };
 use serde_json::Value;
 
@@ -247,19 +248,8 @@ impl Drop for Board {
             eprintln!("--- agent log of board {}:\n{}", self.name, self.log());
         }
         self.kill_agent();
-        let records = shims(&self.run_dir());
-        for shim in &records {
-            kill_9(shim.shim_pid);
-            kill_9(shim.container_pid);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let run_dir = self.run_dir().display().to_string();
-        for line in mounts.lines().rev() {
-            if let Some(target) = line.split(' ').nth(1).filter(|t| t.starts_with(&run_dir)) {
-                let _ = Command::new("umount").arg("-l").arg(target).status();
-            }
-        }
+        let records = kill_containers(&self.run_dir());
+        unmount_under(&self.run_dir(), None);
         for shim in records {
             if let Some((uid, _)) = shim.id.split_once('_') {
                 remove_cgroup(&format!("bramble/{uid}"));

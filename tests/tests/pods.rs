@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::{
-    binary, board_binary, busybox_layout, cgroup_dirs, cgroup_setting, kill_9, remove_cgroup, require_root,
-    run, shims, text, wait_until,
+    binary, board_binary, busybox_layout, cgroup_dirs, cgroup_setting, kill_9, kill_containers,
+    remove_cgroup, require_root, run, shims, text, unmount_under, wait_until,
 };
 use serde_json::Value;
 
@@ -191,24 +191,8 @@ impl Agent {
     /// Kills the agent, the shims and the containers, and unmounts the containers' roots.
     fn power_off(&mut self) {
         self.kill_9();
-        for shim in shims(&self.run_dir()) {
-            kill_9(shim.shim_pid);
-            kill_9(shim.container_pid);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        self.unmount_all();
-    }
-
-    /// Unmounts the containers' roots (and the state tmpfs), newest first.
-    fn unmount_all(&self) {
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let run = self.run_dir().display().to_string();
-        let state = self.state().display().to_string();
-        for line in mounts.lines().rev() {
-            if let Some(target) = line.split(' ').nth(1).filter(|t| t.starts_with(&run) || *t == state) {
-                let _ = Command::new("umount").arg("-l").arg(target).status();
-            }
-        }
+        kill_containers(&self.run_dir());
+        unmount_under(&self.run_dir(), Some(&self.state()));
     }
 
     /// The pod uids this board has records or containers of.
