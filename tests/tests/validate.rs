@@ -135,12 +135,18 @@ fn the_agent_reports_exactly_what_the_cli_reports() {
 }
 
 #[test]
-fn versions_and_the_unbuilt_coordinator_say_what_they_are() {
+fn versions_and_bad_coordinator_flags_say_what_they_are() {
     let (code, stdout, _) = bramble(&["--version"]);
     assert_eq!((code, stdout.as_str()), (0, "bramble 0.1.0\n"));
     let agent = run(Command::new(binary("bramble-agent")).arg("--version"));
     assert_eq!(text(&agent).0, "bramble-agent 0.1.0\n");
-    let coordinator = run(&mut Command::new(binary("bramble-coordinator")));
-    assert!(!coordinator.status.success(), "a coordinator that does nothing must not claim success");
-    assert!(text(&coordinator).1.contains("not built yet"));
+    let coordinator = run(Command::new(binary("bramble-coordinator")).arg("--version"));
+    assert_eq!(text(&coordinator).0, "bramble-coordinator 0.1.0\n");
+    // A bad flag is refused before anything listens or is written.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) =
+        bramble(&["coordinator", "--data-dir", &dir.path().display().to_string(), "--node-grace", "10"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("\"10\": expected a duration such as 10s"), "{stderr}");
+    assert!(!dir.path().join("api-token").exists());
 }
