@@ -6,23 +6,13 @@
 //! new uid, and the reconciler replaces the old pod with the new one.
 
 use bramble_common::Object;
+use bramble_common::identity::{pod_uid, short_hash};
 use bramble_common::objects::{DEFAULT_NAMESPACE, PodSpec};
-use sha2::{Digest, Sha256};
 
-use crate::image::hex;
 use crate::reconcile::DesiredPod;
 
-/// Ten hex digits of a digest of `value`'s JSON: stable for equal specs.
-fn short_hash(value: &impl serde::Serialize) -> String {
-    let json = serde_json::to_vec(value).expect("objects are plain data and always serialize");
-    let mut digest = hex(&Sha256::digest(&json));
-    digest.truncate(10);
-    digest
-}
-
 fn pod(namespace: &str, name: String, spec: &PodSpec) -> DesiredPod {
-    let uid = short_hash(&(namespace, &name, spec));
-    DesiredPod { uid: format!("{name}-{uid}"), namespace: namespace.to_owned(), name, spec: spec.clone() }
+    DesiredPod { uid: pod_uid(namespace, &name, spec), namespace: namespace.to_owned(), name, spec: spec.clone() }
 }
 
 /// The desired pods of `objects`; objects without a namespace go to `default`. Kinds that do

@@ -5,6 +5,7 @@
 //! agent, the coordinator and the CLI agree on meaning by sharing this crate.
 
 pub mod decode;
+pub mod identity;
 pub mod image_ref;
 pub mod manifest;
 pub mod objects;

@@ -13,10 +13,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bramble_common::Object;
+use bramble_common::identity::{pod_uid, short_hash};
 use bramble_common::objects::Deployment;
 use bramble_common::wire::PodAssignment;
 
-use crate::model::{Cluster, PodRecord, pod_uid, short_hash};
+use crate::model::{Cluster, PodRecord};
 use crate::nodes::Condition;
 use crate::scheduler::{self, Board, Decision, HOSTNAME_LABEL, HostPort, Placement, PodRequest, Resources};
 

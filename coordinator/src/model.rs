@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bramble_common::Object;
+use bramble_common::identity::short_hash;
 use bramble_common::objects::{Kind, PodSpec, PodTemplateSpec};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::store::{Snapshot, Table, Write};
 
@@ -67,18 +67,6 @@ pub struct NodeRecord {
     pub cordoned: bool,
     /// The generation of the desired set last published for it.
     pub generation: u64,
-}
-
-/// Ten hex digits of a digest of `value`'s JSON: stable for equal values.
-pub fn short_hash(value: &impl Serialize) -> String {
-    let json = serde_json::to_vec(value).expect("objects are plain data and always serialize");
-    let digest = Sha256::digest(&json);
-    digest.iter().take(5).map(|b| format!("{b:02x}")).collect()
-}
-
-/// The uid of pod `namespace/name` running `spec`.
-pub fn pod_uid(namespace: &str, name: &str, spec: &PodSpec) -> String {
-    format!("{name}-{}", short_hash(&(namespace, name, spec)))
 }
 
 /// `Kind/namespace/name` (`Kind/name` for kinds without a namespace).

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use bramble_common::Object;
+use bramble_common::identity::short_hash;
 use bramble_common::objects::Deployment;
 use bramble_common::wire::{PodPhase, PodReport};
 use serde_json::{Value, json};
 
 use crate::controller::NodeFacts;
-use crate::model::{Cluster, PodRecord, short_hash};
+use crate::model::{Cluster, PodRecord};
 use crate::nodes::{Condition, Nodes};
 
 pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
