@@ -12,7 +12,12 @@ use bramble_common::objects::{DEFAULT_NAMESPACE, PodSpec};
 use crate::reconcile::DesiredPod;
 
 fn pod(namespace: &str, name: String, spec: &PodSpec) -> DesiredPod {
-    DesiredPod { uid: pod_uid(namespace, &name, spec), namespace: namespace.to_owned(), name, spec: spec.clone() }
+    DesiredPod {
+        uid: pod_uid(namespace, &name, spec),
+        namespace: namespace.to_owned(),
+        name,
+        spec: spec.clone(),
+    }
 }
 
 /// The desired pods of `objects`; objects without a namespace go to `default`. Kinds that do

@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bramble_common::Object;
 use bramble_common::identity::{pod_uid, short_hash};
-use bramble_common::objects::Deployment;
+use bramble_common::objects::{Deployment, Kind, Pod};
 use bramble_common::wire::PodAssignment;
 
-use crate::model::{Cluster, PodRecord};
+use crate::model::{Cluster, PodRecord, object_key};
 use crate::nodes::Condition;
-use crate::scheduler::{self, Board, Decision, HOSTNAME_LABEL, HostPort, Placement, PodRequest, Resources};
+use crate::scheduler::{self, Board, Decision, HOSTNAME_LABEL, Placement, PodRequest, Resources};
 
 /// The label Kubernetes puts on a Deployment's pods with their template's hash.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -52,140 +52,76 @@ pub fn plan(
     now: u64,
     suffix: &mut dyn FnMut() -> String,
 ) -> Vec<Change> {
-    let conditions: BTreeMap<&str, &Condition> =
-        nodes.iter().map(|n| (n.name.as_str(), &n.condition)).collect();
-    let lost = |node: &Option<String>| {
-        node.as_deref()
-            .and_then(|n| conditions.get(n))
-            .is_some_and(|c| matches!(c, Condition::NotReady { .. }))
+    let mut planner = Planner {
+        cluster,
+        conditions: nodes.iter().map(|n| (n.name.as_str(), &n.condition)).collect(),
+        now,
+        names: cluster.pods().map(PodRecord::key).collect(),
+        changes: Vec::new(),
+        deleted: BTreeSet::new(),
+        created: Vec::new(),
     };
-    let mut changes = Vec::new();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
-    let mut created: Vec<PodRecord> = Vec::new();
-    let mut names: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
-
-    let mut owners: BTreeSet<(String, String)> = BTreeSet::new();
+    // Each Deployment's pods, found in one pass over the pods.
+    let mut owned: BTreeMap<(&str, &str), Vec<&PodRecord>> = BTreeMap::new();
+    for pod in cluster.pods() {
+        if let Some(owner) = &pod.owner {
+            owned.entry((pod.namespace.as_str(), owner.as_str())).or_default().push(pod);
+        } else if cluster.object(&object_key(Kind::Pod, &pod.namespace, &pod.name)).is_none() {
+            planner.delete(pod.key(), "its object was deleted".into());
+        }
+    }
     for object in cluster.objects() {
         match object {
             Object::Deployment(d) => {
-                let namespace = d.metadata.namespace_or_default().to_owned();
-                owners.insert((namespace.clone(), d.metadata.name.clone()));
-                let mut out = DeploymentPlan { deployment: d, namespace, now, changes: &mut changes };
-                out.run(cluster, &lost, &conditions, &mut names, suffix, &mut deleted, &mut created);
+                let pods = owned.remove(&(d.metadata.namespace_or_default(), d.metadata.name.as_str()));
+                planner.deployment(d, pods.unwrap_or_default(), suffix);
             }
-            Object::Pod(p) => {
-                let namespace = p.metadata.namespace_or_default();
-                let uid = pod_uid(namespace, &p.metadata.name, &p.spec);
-                let key = format!("{namespace}/{}", p.metadata.name);
-                let existing = cluster.pod(&key);
-                if existing.is_some_and(|e| e.uid == uid && e.owner.is_none()) {
-                    continue;
-                }
-                if existing.is_some() {
-                    changes.push(Change::Delete { key: key.clone(), reason: "its spec changed".into() });
-                    deleted.insert(key);
-                }
-                created.push(PodRecord {
-                    namespace: namespace.to_owned(),
-                    name: p.metadata.name.clone(),
-                    uid,
-                    owner: None,
-                    template_hash: None,
-                    labels: p.metadata.labels.clone(),
-                    spec: p.spec.clone(),
-                    node: None,
-                    pending_reason: None,
-                    created: now,
-                });
-            }
+            Object::Pod(p) => planner.pod_object(p),
             Object::Namespace(_) | Object::Service(_) | Object::ConfigMap(_) => {}
         }
     }
-    // Pods whose object is gone.
-    for pod in cluster.pods() {
-        let key = pod.key();
-        if deleted.contains(&key) || created.iter().any(|c| c.key() == key) {
-            continue;
-        }
-        let orphaned = match &pod.owner {
-            Some(owner) => !owners.contains(&(pod.namespace.clone(), owner.clone())),
-            None => cluster
-                .object(&crate::model::object_key(
-                    bramble_common::objects::Kind::Pod,
-                    &pod.namespace,
-                    &pod.name,
-                ))
-                .is_none(),
-        };
-        if orphaned {
-            changes.push(Change::Delete { key: key.clone(), reason: "its object was deleted".into() });
-            deleted.insert(key);
-        }
+    // Pods of Deployments that are gone.
+    for pod in owned.into_values().flatten() {
+        planner.delete(pod.key(), "its object was deleted".into());
     }
-
-    // Schedule what is unbound.
-    let kept: Vec<&PodRecord> = cluster.pods().filter(|p| !deleted.contains(&p.key())).collect();
-    let boards = boards(nodes, &kept);
-    let mut pending: Vec<&PodRecord> = kept.iter().copied().filter(|p| p.node.is_none()).collect();
-    pending.extend(created.iter());
-    pending.sort_by_key(|p| p.key());
-    let requests: Vec<PodRequest> =
-        pending.iter().map(|p| PodRequest::from_spec(&p.key(), p.owner_key().as_deref(), &p.spec)).collect();
-    let decisions = scheduler::schedule(&requests, &boards, placement);
-    let mut placed = Vec::with_capacity(decisions.len());
-    for (pod, decision) in pending.iter().zip(decisions) {
-        match decision {
-            Decision::Bind { board, .. } => placed.push(Change::Bind { key: pod.key(), node: board }),
-            Decision::Pending { reason, .. } => {
-                if pod.pending_reason.as_deref() != Some(reason.as_str()) || cluster.pod(&pod.key()).is_none()
-                {
-                    placed.push(Change::Unschedulable { key: pod.key(), reason });
-                }
-            }
-        }
-    }
-    changes.extend(created.into_iter().map(|p| Change::Create(Box::new(p))));
-    changes.extend(placed);
-    changes
+    planner.schedule(nodes, placement)
 }
 
-struct DeploymentPlan<'a> {
-    deployment: &'a Deployment,
-    namespace: String,
+/// The state of one round of planning.
+struct Planner<'a> {
+    cluster: &'a Cluster,
+    conditions: BTreeMap<&'a str, &'a Condition>,
     now: u64,
-    changes: &'a mut Vec<Change>,
+    /// Every pod key in use, so new names never clash.
+    names: BTreeSet<String>,
+    changes: Vec<Change>,
+    deleted: BTreeSet<String>,
+    created: Vec<PodRecord>,
 }
 
-impl DeploymentPlan<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &mut self,
-        cluster: &Cluster,
-        lost: &dyn Fn(&Option<String>) -> bool,
-        conditions: &BTreeMap<&str, &Condition>,
-        names: &mut BTreeSet<String>,
-        suffix: &mut dyn FnMut() -> String,
-        deleted: &mut BTreeSet<String>,
-        created: &mut Vec<PodRecord>,
-    ) {
-        let d = self.deployment;
+impl<'a> Planner<'a> {
+    fn delete(&mut self, key: String, reason: String) {
+        self.changes.push(Change::Delete { key: key.clone(), reason });
+        self.deleted.insert(key);
+    }
+
+    fn condition(&self, node: Option<&str>) -> Option<&Condition> {
+        node.and_then(|n| self.conditions.get(n)).copied()
+    }
+
+    fn deployment(&mut self, d: &Deployment, pods: Vec<&'a PodRecord>, suffix: &mut dyn FnMut() -> String) {
+        let namespace = d.metadata.namespace_or_default();
         let hash = short_hash(&d.spec.template);
         let mut keep: Vec<&PodRecord> = Vec::new();
-        for pod in cluster.pods() {
-            if pod.namespace != self.namespace || pod.owner.as_deref() != Some(d.metadata.name.as_str()) {
-                continue;
-            }
-            let reason = if pod.template_hash.as_deref() != Some(hash.as_str()) {
-                "its template changed".to_owned()
-            } else if lost(&pod.node) {
+        for pod in pods {
+            if pod.template_hash.as_deref() != Some(hash.as_str()) {
+                self.delete(pod.key(), "its template changed".into());
+            } else if let Some(Condition::NotReady { .. }) = self.condition(pod.node.as_deref()) {
                 let node = pod.node.as_deref().unwrap_or_default();
-                format!("board {node} is not ready")
+                self.delete(pod.key(), format!("board {node} is not ready"));
             } else {
                 keep.push(pod);
-                continue;
-            };
-            self.changes.push(Change::Delete { key: pod.key(), reason });
-            deleted.insert(pod.key());
+            }
         }
         let replicas = d.spec.replicas as usize;
         if keep.len() > replicas {
@@ -196,33 +132,31 @@ impl DeploymentPlan<'_> {
             }
             keep.sort_by_key(|p| {
                 let node = p.node.as_deref();
-                let unready = node.and_then(|n| conditions.get(n)).is_none_or(|c| !c.is_ready());
                 (
                     node.is_some(),
-                    !unready,
+                    self.condition(node).is_some_and(Condition::is_ready),
                     std::cmp::Reverse(per_node.get(node.unwrap_or("")).copied().unwrap_or(0)),
                     std::cmp::Reverse(p.created),
                     std::cmp::Reverse(p.name.clone()),
                 )
             });
             for pod in &keep[..keep.len() - replicas] {
-                self.changes.push(Change::Delete { key: pod.key(), reason: "scaled down".into() });
-                deleted.insert(pod.key());
+                self.delete(pod.key(), "scaled down".into());
             }
         }
         for _ in keep.len()..replicas {
             let name = loop {
                 let name = format!("{}-{hash}-{}", d.metadata.name, suffix());
-                if names.insert(format!("{}/{name}", self.namespace)) {
+                if self.names.insert(format!("{namespace}/{name}")) {
                     break name;
                 }
             };
             let mut labels = d.spec.template.metadata.labels.clone();
             labels.insert(TEMPLATE_HASH_LABEL.to_owned(), hash.clone());
             let spec = d.spec.template.spec.clone();
-            created.push(PodRecord {
-                uid: pod_uid(&self.namespace, &name, &spec),
-                namespace: self.namespace.clone(),
+            self.created.push(PodRecord {
+                uid: pod_uid(namespace, &name, &spec),
+                namespace: namespace.to_owned(),
                 name,
                 owner: Some(d.metadata.name.clone()),
                 template_hash: Some(hash.clone()),
@@ -233,6 +167,61 @@ impl DeploymentPlan<'_> {
                 created: self.now,
             });
         }
+    }
+
+    /// A Pod object is one pod; a changed spec replaces it.
+    fn pod_object(&mut self, p: &Pod) {
+        let namespace = p.metadata.namespace_or_default();
+        let uid = pod_uid(namespace, &p.metadata.name, &p.spec);
+        let key = format!("{namespace}/{}", p.metadata.name);
+        match self.cluster.pod(&key) {
+            Some(existing) if existing.uid == uid && existing.owner.is_none() => return,
+            Some(_) => self.delete(key, "its spec changed".into()),
+            None => {}
+        }
+        self.created.push(PodRecord {
+            namespace: namespace.to_owned(),
+            name: p.metadata.name.clone(),
+            uid,
+            owner: None,
+            template_hash: None,
+            labels: p.metadata.labels.clone(),
+            spec: p.spec.clone(),
+            node: None,
+            pending_reason: None,
+            created: self.now,
+        });
+    }
+
+    /// Places what is unbound; the changes of the whole round.
+    fn schedule(mut self, nodes: &[NodeFacts], placement: Placement) -> Vec<Change> {
+        let kept: Vec<&PodRecord> =
+            self.cluster.pods().filter(|p| !self.deleted.contains(&p.key())).collect();
+        let boards = boards(nodes, &kept);
+        let mut pending: Vec<&PodRecord> = kept.into_iter().filter(|p| p.node.is_none()).collect();
+        pending.extend(self.created.iter());
+        pending.sort_by_key(|p| p.key());
+        let requests: Vec<PodRequest> = pending
+            .iter()
+            .map(|p| PodRequest::from_spec(&p.key(), p.owner_key().as_deref(), &p.spec))
+            .collect();
+        let decisions = scheduler::schedule(&requests, &boards, placement);
+        let mut placed = Vec::with_capacity(decisions.len());
+        for (pod, decision) in pending.iter().zip(decisions) {
+            match decision {
+                Decision::Bind { board, .. } => placed.push(Change::Bind { key: pod.key(), node: board }),
+                // Said once: a reason already recorded on a kept pod is not said again.
+                Decision::Pending { reason, .. } => {
+                    let known = self.cluster.pod(&pod.key()).is_some();
+                    if !known || pod.pending_reason.as_deref() != Some(reason.as_str()) {
+                        placed.push(Change::Unschedulable { key: pod.key(), reason });
+                    }
+                }
+            }
+        }
+        self.changes.extend(self.created.into_iter().map(|p| Change::Create(Box::new(p))));
+        self.changes.extend(placed);
+        self.changes
     }
 }
 
@@ -253,14 +242,15 @@ fn boards(nodes: &[NodeFacts], kept: &[&PodRecord]) -> Vec<Board> {
             }
         })
         .collect();
+    let index: BTreeMap<String, usize> =
+        boards.iter().enumerate().map(|(i, b)| (b.name.clone(), i)).collect();
     for pod in kept {
-        let Some(board) = pod.node.as_deref().and_then(|n| boards.iter_mut().find(|b| b.name == n)) else {
-            continue;
-        };
+        let Some(&i) = pod.node.as_ref().and_then(|n| index.get(n)) else { continue };
+        let board = &mut boards[i];
         let request = PodRequest::from_spec(&pod.key(), None, &pod.spec);
         board.requested.cpu_millis += request.requests.cpu_millis;
         board.requested.memory_bytes += request.requests.memory_bytes;
-        board.host_ports.extend(request.host_ports.iter().copied().map(|p: HostPort| p));
+        board.host_ports.extend(request.host_ports.iter().copied());
         if let Some(owner) = pod.owner_key() {
             *board.owners.entry(owner).or_default() += 1;
         }

@@ -120,34 +120,21 @@ impl Cluster {
 
     /// The writes that bring the store up to date, clearing the dirty marks.
     pub fn take_writes(&mut self) -> Vec<Write> {
-        fn write<T: Serialize>(table: Table, key: String, row: Option<&T>) -> Write {
-            match row {
-                Some(row) => Write::Put {
-                    table,
-                    key,
-                    value: serde_json::to_vec(row).expect("rows are plain data and always serialize"),
-                },
-                None => Write::Delete { table, key },
-            }
+        fn row<T: Serialize>(rows: &BTreeMap<String, T>, key: &str) -> Option<Vec<u8>> {
+            rows.get(key).map(|r| serde_json::to_vec(r).expect("rows are plain data and always serialize"))
         }
         std::mem::take(&mut self.dirty)
             .into_iter()
-            .map(|(table, key)| match table {
-                Table::Objects => {
-                    let row = self.objects.get(&key);
-                    write(table, key, row)
-                }
-                Table::Pods => {
-                    let row = self.pods.get(&key);
-                    write(table, key, row)
-                }
-                Table::Revisions => {
-                    let row = self.revisions.get(&key);
-                    write(table, key, row)
-                }
-                Table::Nodes => {
-                    let row = self.nodes.get(&key);
-                    write(table, key, row)
+            .map(|(table, key)| {
+                let value = match table {
+                    Table::Objects => row(&self.objects, &key),
+                    Table::Pods => row(&self.pods, &key),
+                    Table::Revisions => row(&self.revisions, &key),
+                    Table::Nodes => row(&self.nodes, &key),
+                };
+                match value {
+                    Some(value) => Write::Put { table, key, value },
+                    None => Write::Delete { table, key },
                 }
             })
             .collect()
@@ -236,14 +223,6 @@ impl Cluster {
             self.nodes.insert(name.to_owned(), record);
             self.dirty.insert((Table::Nodes, name.to_owned()));
         }
-    }
-
-    pub fn delete_node(&mut self, name: &str) -> bool {
-        let removed = self.nodes.remove(name).is_some();
-        if removed {
-            self.dirty.insert((Table::Nodes, name.to_owned()));
-        }
-        removed
     }
 }
 

@@ -22,15 +22,6 @@ impl Condition {
     pub fn is_ready(&self) -> bool {
         *self == Condition::Ready
     }
-
-    /// `Ready`, `NotReady`, `Unknown`, as `kubectl get nodes` shows it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Condition::Ready => "Ready",
-            Condition::NotReady { .. } => "NotReady",
-            Condition::Unknown => "Unknown",
-        }
-    }
 }
 
 /// What was last heard of one board.
@@ -64,20 +55,12 @@ impl Nodes {
         Nodes { views: BTreeMap::new(), started_ms, grace_ms }
     }
 
-    pub fn grace_ms(&self) -> u64 {
-        self.grace_ms
-    }
-
     pub fn views(&self) -> &BTreeMap<String, NodeView> {
         &self.views
     }
 
     pub fn view(&self, name: &str) -> Option<&NodeView> {
         self.views.get(name)
-    }
-
-    pub fn forget(&mut self, name: &str) {
-        self.views.remove(name);
     }
 
     fn check_node(topic: &str, payload: &str) -> Result<(), Refused> {
