@@ -23,9 +23,8 @@ pub fn run(
     }
     for item in &manifests.objects {
         let body = serde_json::to_vec(&item.object)?;
-        let path =
-            format!("/apis/bramble.dev/v1/apply?namespace={namespace}&source={}", encode(&item.source));
-        let answer = client.send("POST", &path, &body)?;
+        let query = [("namespace", namespace), ("source", item.source.as_str())];
+        let answer = client.post("/apis/bramble.dev/v1/apply", &query, &body)?;
         for result in answer["items"].as_array().into_iter().flatten() {
             println!(
                 "{} {}",
@@ -35,16 +34,4 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Percent-encodes a query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

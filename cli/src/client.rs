@@ -107,14 +107,27 @@ impl Client {
         self.answer(&format!("DELETE {path}"), result)
     }
 
-    pub fn send(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Value> {
-        let url = self.url(path);
-        let result = match method {
-            "POST" => self.agent.post(url).header("Authorization", self.bearer()).send(body),
-            "PUT" => self.agent.put(url).header("Authorization", self.bearer()).send(body),
-            _ => self.agent.patch(url).header("Authorization", self.bearer()).send(body),
-        };
-        self.answer(&format!("{method} {path}"), result)
+    /// POST with query parameters (ureq encodes them).
+    pub fn post(&self, path: &str, query: &[(&str, &str)], body: &[u8]) -> anyhow::Result<Value> {
+        let request = query.iter().fold(self.agent.post(self.url(path)), |r, (k, v)| r.query(*k, *v));
+        self.with_body(&format!("POST {path}"), request, body)
+    }
+
+    pub fn put(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+        self.with_body(&format!("PUT {path}"), self.agent.put(self.url(path)), body)
+    }
+
+    pub fn patch(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+        self.with_body(&format!("PATCH {path}"), self.agent.patch(self.url(path)), body)
+    }
+
+    fn with_body(
+        &self,
+        what: &str,
+        request: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        body: &[u8],
+    ) -> anyhow::Result<Value> {
+        self.answer(what, request.header("Authorization", self.bearer()).send(body))
     }
 }
 

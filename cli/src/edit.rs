@@ -14,7 +14,7 @@ pub fn scale(client: &Client, target: &str, replicas: u32, namespace: &str) -> a
         bail!("{target}: only deployments scale");
     }
     let body = serde_json::to_vec(&json!({"spec": {"replicas": replicas}}))?;
-    client.send("PUT", &format!("{}/scale", resource.object(namespace, &name)), &body)?;
+    client.put(&format!("{}/scale", resource.object(namespace, &name)), &body)?;
     println!("{}/{name} scaled", resource.singular());
     Ok(ExitCode::SUCCESS)
 }
@@ -27,7 +27,7 @@ pub fn delete(client: &Client, resource: Resource, name: &str, namespace: &str) 
 
 pub fn cordon(client: &Client, node: &str, cordoned: bool) -> anyhow::Result<ExitCode> {
     let body = serde_json::to_vec(&json!({"spec": {"unschedulable": cordoned}}))?;
-    client.send("PATCH", &Resource::Node.object("", node), &body)?;
+    client.patch(&Resource::Node.object("", node), &body)?;
     println!("node/{node} {}", if cordoned { "cordoned" } else { "uncordoned" });
     Ok(ExitCode::SUCCESS)
 }

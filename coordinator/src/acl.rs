@@ -37,7 +37,7 @@ pub enum Refusal {
 }
 
 /// Compares without stopping at the first difference, so timing tells nothing of the secret.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 

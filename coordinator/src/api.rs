@@ -217,10 +217,7 @@ async fn authorize(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = given.is_some_and(|t| {
-        t.len() == state.token.len()
-            && t.bytes().zip(state.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    });
+    let ok = given.is_some_and(|t| crate::acl::same_secret(t.as_bytes(), state.token.as_bytes()));
     if ok {
         next.run(request).await
     } else {

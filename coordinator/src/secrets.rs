@@ -3,7 +3,7 @@
 //! and the coordinator's own MQTT password.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<Tokens, SecretError> {
             Ok(text) if text.trim().is_empty() => Err(SecretError::Empty { path }),
             Ok(text) => Ok(text.trim().to_owned()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let token = random_token().map_err(io)?;
+                let token = random_token();
                 let mut file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -59,11 +59,12 @@ pub fn load_or_create(data_dir: &Path) -> Result<Tokens, SecretError> {
     Ok(Tokens { api, join, mqtt_password, created })
 }
 
-/// 32 random bytes from the kernel, as 64 hex digits.
-fn random_token() -> std::io::Result<String> {
+/// 32 random bytes (rand's thread generator: ChaCha seeded by the kernel), as 64 hex digits.
+fn random_token() -> String {
+    use rand::Rng;
     let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    rand::rng().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -513,13 +513,9 @@ fn not_found(kind: Kind, namespace: &str, name: &str) -> String {
 
 /// Objects without a namespace take the one applied to (`default` unless told).
 fn set_namespace(object: &mut Object, namespace: &str) {
+    if !object.kind().is_namespaced() {
+        return;
+    }
     let namespace = if namespace.is_empty() { DEFAULT_NAMESPACE } else { namespace };
-    let meta = match object {
-        Object::Deployment(o) => &mut o.metadata,
-        Object::Pod(o) => &mut o.metadata,
-        Object::Service(o) => &mut o.metadata,
-        Object::ConfigMap(o) => &mut o.metadata,
-        Object::Namespace(_) => return,
-    };
-    meta.namespace.get_or_insert_with(|| namespace.to_owned());
+    object.metadata_mut().namespace.get_or_insert_with(|| namespace.to_owned());
 }

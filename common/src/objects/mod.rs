@@ -109,6 +109,16 @@ impl Object {
         }
     }
 
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Deployment(o) => &mut o.metadata,
+            Object::Pod(o) => &mut o.metadata,
+            Object::Namespace(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+        }
+    }
+
     /// `namespace/name` for namespaced kinds, `name` otherwise.
     pub fn qualified_name(&self) -> String {
         let meta = self.metadata();
