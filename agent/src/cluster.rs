@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bramble_common::wire::{self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, Topics};
+
+use crate::log;
 use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
 
 /// How to reach the cluster.
@@ -25,17 +27,12 @@ pub struct ClusterOptions {
     pub health_interval_ms: u64,
 }
 
-/// What the session hands the daemon.
-#[derive(Debug)]
-pub enum Incoming {
-    Desired(DesiredPods),
-}
-
 /// The daemon's handle on the session.
 pub struct Session {
     client: Client,
-    topics: Topics,
     node: String,
+    observed_topic: String,
+    health_topic: String,
     /// The last observed pods, republished after a reconnect.
     last_observed: Arc<Mutex<Option<Vec<u8>>>>,
 }
@@ -46,22 +43,17 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn log(line: impl AsRef<str>) {
-    eprintln!("bramble-agent: {}", line.as_ref());
-}
-
 impl Session {
-    /// Starts the session thread; `deliver` gets what arrives.
+    /// Starts the session thread; `deliver` gets each desired set that arrives.
     pub fn start(
         options: &ClusterOptions,
-        deliver: impl Fn(Incoming) + Send + 'static,
+        deliver: impl Fn(DesiredPods) + Send + 'static,
     ) -> Result<Session, String> {
         let (host, port) = wire::parse_broker_url(&options.server).map_err(|e| format!("--server: {e}"))?;
         let topics = Topics::new(&options.prefix).map_err(|e| e.to_string())?;
         let node = options.node.clone();
         let topic = |channel| topics.node(&node, channel).map_err(|e| format!("--name: {e}"));
-        let (status_topic, desired_topic, requests_topic) =
-            (topic(Channel::Status)?, topic(Channel::Desired)?, topic(Channel::Requests)?);
+        let (status_topic, desired_topic) = (topic(Channel::Status)?, topic(Channel::Desired)?);
         let status = |online| {
             wire::encode(&NodeStatus {
                 node: node.clone(),
@@ -77,15 +69,18 @@ impl Session {
         mqtt.set_credentials(node.clone(), options.token.clone());
         mqtt.set_keep_alive(Duration::from_secs(5));
         mqtt.set_clean_session(true);
-        mqtt.set_max_packet_size(wire::MAX_PAYLOAD_BYTES + 4096, wire::MAX_PAYLOAD_BYTES + 4096);
+        mqtt.set_max_packet_size(wire::MAX_PACKET_BYTES, wire::MAX_PACKET_BYTES);
         mqtt.set_last_will(LastWill::new(status_topic.clone(), offline, QoS::AtLeastOnce, true));
         let (client, mut connection) = Client::new(mqtt, 64);
-        let last_observed: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
-
-        let session =
-            Session { client: client.clone(), topics: topics.clone(), node: node.clone(), last_observed };
+        let session = Session {
+            client: client.clone(),
+            node: node.clone(),
+            observed_topic: topic(Channel::Observed)?,
+            health_topic: topic(Channel::Health)?,
+            last_observed: Arc::default(),
+        };
         let observed = Arc::clone(&session.last_observed);
-        let observed_topic = topic(Channel::Observed)?;
+        let observed_topic = session.observed_topic.clone();
         let server = options.server.clone();
         std::thread::Builder::new()
             .name("mqtt".into())
@@ -97,8 +92,8 @@ impl Session {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             log(format!("connected to {server} as {node}"));
                             last_error.clear();
+                            // Requests (logs, exec) are subscribed to once they are served.
                             let _ = client.try_subscribe(desired_topic.clone(), QoS::AtLeastOnce);
-                            let _ = client.try_subscribe(requests_topic.clone(), QoS::AtLeastOnce);
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
                             // Subscribed to the assignments: now announce, and say what runs.
@@ -110,7 +105,7 @@ impl Session {
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) if p.topic == desired_topic => {
                             match wire::decode::<DesiredPods>(&p.payload) {
-                                Ok(desired) if desired.node == node => deliver(Incoming::Desired(desired)),
+                                Ok(desired) if desired.node == node => deliver(desired),
                                 Ok(desired) => {
                                     dropped += 1;
                                     log(format!("dropped desired pods for {} on {}: not this board ({dropped} dropped)", desired.node, p.topic));
@@ -146,21 +141,23 @@ impl Session {
         &self.node
     }
 
-    /// Publishes the observed pods (retained) and keeps them for the next reconnect.
+    /// Publishes the observed pods (retained) if they changed, and keeps them for the next
+    /// reconnect.
     pub fn publish_observed(&self, observed: &ObservedPods) {
         let bytes = wire::encode(observed);
-        if let Ok(mut last) = self.last_observed.lock() {
-            *last = Some(bytes.clone());
+        let Ok(mut last) = self.last_observed.lock() else { return };
+        if last.as_ref() == Some(&bytes) {
+            return;
         }
-        self.publish(Channel::Observed, true, bytes);
+        *last = Some(bytes.clone());
+        self.publish(&self.observed_topic, true, bytes);
     }
 
     pub fn publish_health(&self, health: &NodeHealth) {
-        self.publish(Channel::Health, false, wire::encode(health));
+        self.publish(&self.health_topic, false, wire::encode(health));
     }
 
-    fn publish(&self, channel: Channel, retain: bool, bytes: Vec<u8>) {
-        let Ok(topic) = self.topics.node(&self.node, channel) else { return };
+    fn publish(&self, topic: &str, retain: bool, bytes: Vec<u8>) {
         // While disconnected the queue fills and messages are dropped: health is periodic and
         // the observed pods go out again after the reconnect.
         let _ = self.client.try_publish(topic, QoS::AtLeastOnce, retain, bytes);

@@ -20,6 +20,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Total and available bytes of the filesystem holding `path` (statvfs).
+pub fn disk_space(path: &Path) -> io::Result<(u64, u64)> {
+    let stats = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+    // Both are 32-bit on armv7 boards and 64-bit here.
+    #[allow(clippy::useless_conversion)]
+    let block = u64::from(stats.fragment_size());
+    #[allow(clippy::useless_conversion)]
+    let (total, available) = (u64::from(stats.blocks()), u64::from(stats.blocks_available()));
+    Ok((total.saturating_mul(block), available.saturating_mul(block)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

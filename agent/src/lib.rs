@@ -7,6 +7,7 @@ pub mod daemon;
 mod debug_cmd;
 pub mod desired;
 mod fsutil;
+mod health;
 pub mod image;
 mod image_cmd;
 mod logs_cmd;
@@ -123,6 +124,11 @@ pub const DEFAULT_MANIFESTS_DIR: &str = "/etc/bramble/manifests";
 
 /// The agent's state directory unless told otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/bramble";
+
+/// A line of the agent's log (standard error).
+pub(crate) fn log(line: impl AsRef<str>) {
+    eprintln!("bramble-agent: {}", line.as_ref());
+}
 
 fn hostname() -> String {
     nix::unistd::gethostname()

@@ -110,13 +110,7 @@ pub fn node_facts(state_dir: &Path) -> NodeFacts {
             .max_by_key(|d| d.mount_point().as_os_str().len())
     });
     let components = Components::new_with_refreshed_list().ok();
-    let temperature = components.as_ref().and_then(|components| {
-        let list: &[sysinfo::Component] = components;
-        list.iter()
-            .find(|c| c.label().contains("cpu") || c.label().contains("soc"))
-            .or_else(|| list.first())
-            .and_then(|c| c.temperature())
-    });
+    let temperature = components.as_ref().and_then(|c| soc_sensor(c).and_then(|i| c[i].temperature()));
     NodeFacts {
         hostname: System::host_name().unwrap_or_default(),
         arch: std::env::consts::ARCH,
@@ -130,6 +124,14 @@ pub fn node_facts(state_dir: &Path) -> NodeFacts {
         temperature_celsius: temperature,
         uptime_seconds: System::uptime().unwrap_or(0),
     }
+}
+
+/// The index of the SoC's (or first) temperature sensor.
+pub fn soc_sensor(components: &[sysinfo::Component]) -> Option<usize> {
+    components
+        .iter()
+        .position(|c| c.label().contains("cpu") || c.label().contains("soc"))
+        .or_else(|| (!components.is_empty()).then_some(0))
 }
 
 /// Total and available memory in bytes.

@@ -30,6 +30,8 @@ pub const VERSION: u32 = 1;
 pub const DEFAULT_PREFIX: &str = "bramble/";
 /// Largest payload accepted; a desired set of a few hundred pods fits easily.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// The MQTT packet limit clients and broker set: a largest payload and its topic and headers.
+pub const MAX_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + 4096;
 
 /// Why a topic or payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -43,7 +43,7 @@ pub async fn start(addr: SocketAddr, secrets: Secrets, topics: Topics) -> Result
         // Boards choose short keepalives; rmqtt closes a silent session after 1.5 × keepalive.
         .min_keepalive(1)
         .max_keepalive(300)
-        .max_packet_size(bramble_common::wire::MAX_PAYLOAD_BYTES as u32 + 4096)
+        .max_packet_size(bramble_common::wire::MAX_PACKET_BYTES as u32)
         .session_expiry_interval(Duration::from_secs(0))
         .bind()
         .map_err(|e| fail(&e))?

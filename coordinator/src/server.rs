@@ -106,7 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut options = MqttOptions::new(format!("{COORDINATOR_USER}-{}", std::process::id()), host, port);
     options.set_credentials(COORDINATOR_USER, tokens.mqtt_password.clone());
     options.set_keep_alive(Duration::from_secs(10));
-    options.set_max_packet_size(wire::MAX_PAYLOAD_BYTES + 4096, wire::MAX_PAYLOAD_BYTES + 4096);
+    options.set_max_packet_size(wire::MAX_PACKET_BYTES, wire::MAX_PACKET_BYTES);
     options.set_request_channel_capacity(4096);
     let (client, eventloop) = AsyncClient::new(options, 4096);
     spawn_mqtt(eventloop, client.clone(), topics.clone(), inputs.clone(), broker_url.clone());

@@ -23,14 +23,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bramble_common::Object;
 use bramble_common::objects::{Container, Protocol, VolumeSource};
-use bramble_common::wire::{self, DesiredPods, NodeHealth, ObservedPods, PodPhase, PodReport};
+use bramble_common::wire::{self, DesiredPods, ObservedPods, PodPhase, PodReport};
 use heapless::Deque;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::cluster::{ClusterOptions, Incoming, Session};
+use crate::cluster::{ClusterOptions, Session};
 use crate::desired::desired_pods;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{disk_space, write_atomic};
+use crate::health::HealthMonitor;
 use crate::image::ImageStore;
+use crate::log;
 use crate::probe::{self, Probes};
 use crate::reconcile::{
     self, Action, BACKOFF_RESET_MS, ContainerState, DesiredPod, ObservedContainer, ObservedPod, StopSignal,
@@ -97,10 +99,6 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn log(line: impl AsRef<str>) {
-    eprintln!("bramble-agent: {}", line.as_ref());
-}
-
 pub fn run(options: &Options) -> ExitCode {
     match Daemon::new(options) {
         Ok(mut daemon) => daemon.serve(),
@@ -126,11 +124,9 @@ struct Daemon {
     /// Both of the above: what the reconciler keeps running.
     desired: Vec<DesiredPod>,
     session: Option<Session>,
-    /// The observed pods last handed to the session.
-    published: Option<ObservedPods>,
-    next_health_ms: u64,
-    /// `/proc/stat` idle and total jiffies at the last health message.
-    cpu_times: Option<(u64, u64)>,
+    health: Option<HealthMonitor>,
+    /// The assignment changed since the observed pods were last reported.
+    assignment_changed: bool,
     /// Desired sets dropped as stale.
     stale: u64,
     /// The status last written to `RUN/status.json`.
@@ -196,17 +192,17 @@ impl Daemon {
             },
             Err(_) => None,
         };
-        let session = match &options.cluster {
+        let (session, health) = match &options.cluster {
             Some(cluster) => {
                 let to_daemon = sender.clone();
-                let deliver = move |incoming| match incoming {
-                    Incoming::Desired(set) => {
-                        let _ = to_daemon.send(Event::Assigned(set));
-                    }
+                let deliver = move |set| {
+                    let _ = to_daemon.send(Event::Assigned(set));
                 };
-                Some(Session::start(cluster, deliver)?)
+                let health =
+                    HealthMonitor::new(&cluster.node, options.state_dir.clone(), cluster.health_interval_ms);
+                (Some(Session::start(cluster, deliver)?), Some(health))
             }
-            None => None,
+            None => (None, None),
         };
         Ok(Daemon {
             manifests: manifests::ManifestDir::new(&options.manifests),
@@ -220,9 +216,8 @@ impl Daemon {
             assigned,
             desired: Vec::new(),
             session,
-            published: None,
-            next_health_ms: 0,
-            cpu_times: None,
+            health,
+            assignment_changed: true,
             stale: 0,
             stopping: BTreeMap::new(),
             written_status: None,
@@ -299,16 +294,17 @@ impl Daemon {
         }
         self.start_probes(&observed, now_ms());
         let report = self.status(&observed);
-        self.report_to_cluster(&report, now_ms());
+        let changed = self.written_status.as_ref() != Some(&report);
+        self.report_to_cluster(&report, changed, now_ms());
         // Written when it changed (compared in memory; a failed write is tried next round).
-        if self.written_status.as_ref() != Some(&report) {
+        if changed {
             match status::write(&self.options.run_dir, &report) {
                 Ok(()) => self.written_status = Some(report),
                 Err(e) => log(format!("cannot write status: {e}")),
             }
         }
         let probe_due = self.probes.values().filter_map(Probes::next_due_ms).min();
-        let health_due = self.session.as_ref().map(|_| self.next_health_ms);
+        let health_due = self.health.as_ref().map(HealthMonitor::next_ms);
         [plan.wake_at_ms, probe_due, Some(self.next_scan_ms), health_due]
             .into_iter()
             .flatten()
@@ -331,13 +327,15 @@ impl Daemon {
             Some(Err(e)) => {
                 // No directory (yet): keep what was last desired.
                 log(format!("cannot read the manifests directory: {e}; keeping the last desired pods"));
-                match fs::read(self.desired_path())
+                // What was recorded is used as it is, not recorded again.
+                if let Some(objects) = fs::read(self.desired_path())
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Vec<Object>>(&b).ok())
                 {
-                    Some(objects) => objects,
-                    None => return,
+                    self.manifest_pods = desired_pods(&objects);
+                    self.update_desired();
                 }
+                return;
             }
         };
         match serde_json::to_vec_pretty(&objects) {
@@ -388,51 +386,33 @@ impl Daemon {
         let count = set.pods.len();
         log(format!("desired pods from the coordinator: {count} (generation {})", set.generation));
         self.assigned = Some(set);
+        self.assignment_changed = true;
         self.update_desired();
     }
 
-    /// Publishes the assigned pods' status when it changed, and health when due.
-    fn report_to_cluster(&mut self, report: &AgentStatus, now: u64) {
-        let Some(session) = &self.session else { return };
-        let assigned = self.assigned.as_ref();
-        let observed = ObservedPods {
-            node: session.node().to_owned(),
-            generation: assigned.map_or(0, |a| a.generation),
-            pods: report
-                .pods
-                .iter()
-                .filter(|p| assigned.is_some_and(|a| a.pods.iter().any(|a| a.uid == p.uid)))
-                .map(pod_report)
-                .collect(),
-        };
-        if self.published.as_ref() != Some(&observed) {
-            session.publish_observed(&observed);
-            self.published = Some(observed);
-        }
-        if now >= self.next_health_ms {
-            self.next_health_ms = now + self.options.cluster.as_ref().map_or(5000, |c| c.health_interval_ms);
-            let facts = status::node_facts(&self.options.state_dir);
-            let times = cpu_times();
-            let cpu_percent = match (self.cpu_times, times) {
-                (Some((idle0, total0)), Some((idle1, total1))) if total1 > total0 => {
-                    100.0 * (1.0 - (idle1.saturating_sub(idle0)) as f32 / (total1 - total0) as f32)
-                }
-                _ => 0.0,
-            };
-            self.cpu_times = times;
-            session.publish_health(&NodeHealth {
+    /// Publishes the assigned pods' status when the report or the assignment changed, and
+    /// health when due.
+    fn report_to_cluster(&mut self, report: &AgentStatus, report_changed: bool, now: u64) {
+        let (Some(session), Some(health)) = (&self.session, &mut self.health) else { return };
+        if report_changed || self.assignment_changed {
+            self.assignment_changed = false;
+            let assigned: BTreeSet<&str> =
+                self.assigned.iter().flat_map(|a| a.pods.iter().map(|p| p.uid.as_str())).collect();
+            session.publish_observed(&ObservedPods {
                 node: session.node().to_owned(),
-                uptime_seconds: facts.uptime_seconds,
-                cpus: u32::try_from(facts.cpus).unwrap_or(u32::MAX),
-                cpu_percent,
-                memory_total_bytes: facts.memory_bytes,
-                memory_available_bytes: facts.memory_available_bytes,
-                disk_total_bytes: facts.disk_bytes,
-                disk_available_bytes: facts.disk_available_bytes,
-                temperature_celsius: facts.temperature_celsius,
-                pods_running: report.pods.iter().filter(|p| p.phase == "Running").count() as u32,
-                pods_total: report.pods.len() as u32,
+                generation: self.assigned.as_ref().map_or(0, |a| a.generation),
+                pods: report
+                    .pods
+                    .iter()
+                    .filter(|p| assigned.contains(p.uid.as_str()))
+                    .map(pod_report)
+                    .collect(),
             });
+        }
+        if health.due(now) {
+            let running = report.pods.iter().filter(|p| p.phase == "Running").count();
+            let sample = health.sample(running as u32, report.pods.len() as u32);
+            session.publish_health(&sample);
         }
     }
 
@@ -798,10 +778,7 @@ impl Daemon {
 
     fn check_state_disk(&self) -> Result<(), String> {
         let dir = &self.options.state_dir;
-        let stats = nix::sys::statvfs::statvfs(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        // Both are 32-bit on armv7 boards and 64-bit here.
-        #[allow(clippy::useless_conversion)]
-        let free = u64::from(stats.blocks_available()).saturating_mul(u64::from(stats.fragment_size()));
+        let (_, free) = disk_space(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         if free < MIN_FREE_STATE_BYTES {
             return Err(format!(
                 "the state disk ({}) has {} free; a container needs at least {}",
@@ -1083,15 +1060,6 @@ fn pod_report(pod: &PodStatus) -> PodReport {
         last_exit_code,
         reason: pod.reason.clone(),
     }
-}
-
-/// Idle and total jiffies of all CPUs, from `/proc/stat`.
-fn cpu_times() -> Option<(u64, u64)> {
-    let text = fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> =
-        text.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-    Some((idle, fields.iter().sum()))
 }
 
 /// Binds the socket shims write to when a container ends, and forwards each datagram as a
