@@ -51,8 +51,7 @@ cleanup() {
 trap cleanup EXIT
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f", m}'; }
 
-cp -r "$(scripts/build-busybox-image.sh --cached)" "$work/image"
-"$agent" image --state-dir "$work/state" import "$work/image" >/dev/null
+"$agent" image --state-dir "$work/state" import "$(scripts/build-busybox-image.sh --cached)" >/dev/null
 mkdir -p "$work/manifests"
 "$agent" run --state-dir "$work/state" --run-dir "$run_dir" --manifests "$work/manifests" 2>"$work/agent.log" &
 agent_pid=$!

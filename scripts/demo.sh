@@ -34,8 +34,9 @@ wait_for() { # jq condition on the hello pod, description
 }
 
 say "1. a busybox image for linux/amd64 and linux/arm64, imported (the board picks its platform)"
-scripts/build-busybox-image.sh "$board/busybox" | tail -n 1
-"$agent" image --state-dir "$board/state" import "$board/busybox"
+image=$(scripts/build-busybox-image.sh --cached)
+echo "$image"
+"$agent" image --state-dir "$board/state" import "$image"
 
 say "2. the agent runs; examples/hello.yaml goes into its manifests directory"
 mkdir -p "$board/manifests"

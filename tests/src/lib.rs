@@ -200,3 +200,50 @@ pub fn unmount_under(dir: &Path, also: Option<&Path>) {
         }
     }
 }
+
+impl ShimRecord {
+    /// The pod uid of the container (`<pod uid>_<container>`).
+    pub fn pod_uid(&self) -> Option<&str> {
+        self.id.split_once('_').map(|(uid, _)| uid)
+    }
+}
+
+/// Pod `uid`'s cgroup, relative to the hierarchies' roots.
+pub fn pod_cgroup(uid: &str) -> String {
+    format!("bramble/{uid}")
+}
+
+/// Imports the busybox test image into the agent state directory `state` with agent `exe`.
+pub fn import_busybox(exe: &Path, state: &Path, extra: &[&str]) {
+    let output = run(Command::new(exe)
+        .args(["image", "--state-dir"])
+        .arg(state)
+        .arg("import")
+        .arg(busybox_layout())
+        .args(extra));
+    assert!(output.status.success(), "{:?}", text(&output));
+}
+
+/// Whether process `pid` exists.
+pub fn alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A TCP port nobody uses right now, on any address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.0: the whole answer, or `None` if it failed.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    Some(answer)
+}

@@ -6,15 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::{
-    binary, busybox_layout, kill_containers, remove_cgroup, require_root, require_tool, run, shims, text,
-    unmount_under, wait_until,
+    alive, binary, free_port, http_get, import_busybox, kill_containers, pod_cgroup, remove_cgroup,
+    require_root, require_tool, run, shims, text, unmount_under, wait_until,
 };
 use serde_json::Value;
 
@@ -65,19 +64,20 @@ struct Coordinator {
     child: Option<Child>,
     api_port: u16,
     mqtt_port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    /// Read once the coordinator has made it.
+    api_token: String,
 }
 
 impl Coordinator {
     fn start() -> Coordinator {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut coordinator = Coordinator { dir, child: None, api_port: free_port(), mqtt_port: free_port() };
+        let mut coordinator = Coordinator {
+            dir,
+            child: None,
+            api_port: free_port(),
+            mqtt_port: free_port(),
+            api_token: String::new(),
+        };
         let log = fs::File::create(coordinator.dir.path().join("coordinator.log")).expect("log");
         let child = Command::new(binary("bramble"))
             .arg("coordinator")
@@ -102,6 +102,7 @@ impl Coordinator {
             ready,
             || coordinator.log(),
         );
+        coordinator.api_token = coordinator.secret("api-token");
         coordinator
     }
 
@@ -113,13 +114,20 @@ impl Coordinator {
         fs::read_to_string(self.dir.path().join("coordinator.log")).unwrap_or_default()
     }
 
-    /// `bramble ARGS` against this coordinator; panics with its output if it fails.
-    fn bramble(&self, args: &[&str]) -> String {
-        let output = run(Command::new(binary("bramble"))
+    /// `bramble ARGS` against this coordinator with `token`, and no config file.
+    fn command(&self, args: &[&str], token: &str) -> Command {
+        let mut command = Command::new(binary("bramble"));
+        command
             .args(args)
             .env("BRAMBLE_SERVER", format!("http://127.0.0.1:{}", self.api_port))
-            .env("BRAMBLE_TOKEN", self.secret("api-token"))
-            .env("BRAMBLE_CONFIG", "/nonexistent"));
+            .env("BRAMBLE_TOKEN", token)
+            .env("BRAMBLE_CONFIG", "/nonexistent");
+        command
+    }
+
+    /// `bramble ARGS` against this coordinator; panics with its output if it fails.
+    fn bramble(&self, args: &[&str]) -> String {
+        let output = run(&mut self.command(args, &self.api_token));
         let (out, err) = text(&output);
         assert!(
             output.status.success(),
@@ -176,12 +184,7 @@ impl Board {
             netns: Netns::new(index),
             child: None,
         };
-        let output = run(Command::new(binary("bramble-agent"))
-            .args(["image", "--state-dir"])
-            .arg(board.state())
-            .arg("import")
-            .arg(busybox_layout()));
-        assert!(output.status.success(), "{:?}", text(&output));
+        import_busybox(&binary("bramble-agent"), &board.state(), &[]);
         board
     }
 
@@ -235,10 +238,7 @@ impl Board {
 
     /// Containers running on this board now (their shims' records).
     fn running_containers(&self) -> usize {
-        shims(&self.run_dir())
-            .iter()
-            .filter(|s| Path::new(&format!("/proc/{}", s.container_pid)).exists())
-            .count()
+        shims(&self.run_dir()).iter().filter(|s| alive(s.container_pid.into())).count()
     }
 }
 
@@ -250,10 +250,8 @@ impl Drop for Board {
         self.kill_agent();
         let records = kill_containers(&self.run_dir());
         unmount_under(&self.run_dir(), None);
-        for shim in records {
-            if let Some((uid, _)) = shim.id.split_once('_') {
-                remove_cgroup(&format!("bramble/{uid}"));
-            }
+        for uid in records.iter().filter_map(|s| s.pod_uid()) {
+            remove_cgroup(&pod_cgroup(uid));
         }
     }
 }
@@ -282,25 +280,13 @@ spec:
 /// Waits for `check`; on timeout the failure shows the coordinator's log.
 fn until<T>(coordinator: &Coordinator, what: &str, secs: u64, check: impl FnMut() -> Option<T>) -> T {
     wait_until(what, Duration::from_secs(secs), Duration::from_millis(300), check, || {
-        let pods = run(Command::new(binary("bramble"))
-            .args(["get", "pods", "-o", "wide"])
-            .env("BRAMBLE_SERVER", format!("http://127.0.0.1:{}", coordinator.api_port))
-            .env("BRAMBLE_TOKEN", coordinator.secret("api-token")));
+        let pods = run(&mut coordinator.command(&["get", "pods", "-o", "wide"], &coordinator.api_token));
         format!("pods:\n{}\ncoordinator log:\n{}", text(&pods).0, coordinator.log())
     })
 }
 
 fn counts(map: &BTreeMap<String, usize>) -> Vec<usize> {
     map.values().copied().collect()
-}
-
-/// An HTTP request without a token, answered with its status line.
-fn status_line_without_token(port: u16) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.write_all(b"GET /api/v1/pods HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.lines().next().unwrap_or_default().to_owned()
 }
 
 #[test]
@@ -324,11 +310,9 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     });
 
     // Requests without the token are refused.
-    assert!(status_line_without_token(coordinator.api_port).contains("401"), "no token, no answer");
-    let refused = run(Command::new(binary("bramble"))
-        .args(["get", "pods"])
-        .env("BRAMBLE_SERVER", format!("http://127.0.0.1:{}", coordinator.api_port))
-        .env("BRAMBLE_TOKEN", "not-the-token"));
+    let answer = http_get(coordinator.api_port, "/api/v1/pods").expect("an answer");
+    assert!(answer.lines().next().unwrap_or_default().contains("401"), "no token, no answer");
+    let refused = run(&mut coordinator.command(&["get", "pods"], "not-the-token"));
     assert!(!refused.status.success());
     assert!(text(&refused).1.contains("wrong bearer token"), "{:?}", text(&refused));
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bramble_tests::{
-    binary, busybox_layout, cgroup_dirs, cgroup_setting, kill_9, remove_cgroup, require_root, run, shims,
+    binary, cgroup_dirs, cgroup_setting, import_busybox, kill_9, remove_cgroup, require_root, run, shims,
     text, wait_until,
 };
 
@@ -28,12 +28,7 @@ impl Board {
             run: tempfile::tempdir().expect("run"),
             ids: Vec::new(),
         };
-        let output = run(Command::new(binary("bramble-agent"))
-            .args(["image", "--state-dir"])
-            .arg(board.state.path())
-            .arg("import")
-            .arg(busybox_layout()));
-        assert!(output.status.success(), "{:?}", text(&output));
+        import_busybox(&binary("bramble-agent"), board.state.path(), &[]);
         board
     }
 

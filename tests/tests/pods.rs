@@ -4,15 +4,15 @@
 //! side; a guard kills and cleans up everything an agent made, also when a test fails.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::{
-    binary, board_binary, busybox_layout, cgroup_dirs, cgroup_setting, kill_9, kill_containers,
-    remove_cgroup, require_root, run, shims, text, unmount_under, wait_until,
+    alive, binary, board_binary, cgroup_dirs, cgroup_setting, free_port, http_get, import_busybox, kill_9,
+    kill_containers, pod_cgroup, remove_cgroup, require_root, run, shims, text, unmount_under, wait_until,
 };
 use serde_json::Value;
 
@@ -75,13 +75,7 @@ impl Agent {
     }
 
     fn import(&self, extra: &[&str]) {
-        let output = run(Command::new(&self.exe)
-            .args(["image", "--state-dir"])
-            .arg(self.state())
-            .arg("import")
-            .arg(busybox_layout())
-            .args(extra));
-        assert!(output.status.success(), "{:?}", text(&output));
+        import_busybox(&self.exe, &self.state(), extra);
     }
 
     fn start(&mut self) {
@@ -222,32 +216,9 @@ impl Drop for Agent {
     }
 }
 
-fn alive(pid: i64) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Pod `uid`'s cgroup, relative to the hierarchies' roots.
-fn pod_cgroup(uid: &str) -> String {
-    format!("bramble/{uid}")
-}
-
 /// A name unique to this test process.
 fn name(base: &str) -> String {
     format!("t{}-{base}", std::process::id())
-}
-
-/// A TCP port nobody uses right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    Some(answer)
 }
 
 fn container(pod: &Value, i: usize) -> &Value {
@@ -599,9 +570,9 @@ fn limits_reach_the_cgroup_and_an_oom_kill_is_reported() {
     let status = agent.wait_pod(&limited, "running", |p| running_pid(p, 0).is_some());
     let uid = status["uid"].as_str().expect("uid");
     let memory =
-        cgroup_setting(&format!("bramble/{uid}/c"), ("memory", "memory.limit_in_bytes"), "memory.max");
+        cgroup_setting(&format!("{}/c", pod_cgroup(uid)), ("memory", "memory.limit_in_bytes"), "memory.max");
     assert_eq!(memory, "33554432");
-    let cpu = cgroup_setting(&format!("bramble/{uid}/c"), ("cpu", "cpu.cfs_quota_us"), "cpu.max");
+    let cpu = cgroup_setting(&format!("{}/c", pod_cgroup(uid)), ("cpu", "cpu.cfs_quota_us"), "cpu.max");
     assert!(cpu == "25000" || cpu == "25000 100000", "{cpu}");
 
     let oom = agent.wait_pod(&hungry, "its end", |p| container(p, 0)["state"]["terminated"].is_object());
