@@ -247,3 +247,35 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut answer).ok()?;
     Some(answer)
 }
+
+/// Starts `bramble-agent run` through `command` (the agent binary, or a wrapper such as
+/// nsenter whose arguments end with it) for a board directory laid out as `state/`, `run/` and
+/// `manifests/`, appending its log to `agent.log`; `extra` arguments follow.
+pub fn spawn_agent_run(mut command: Command, board_dir: &Path, extra: &[&str]) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(board_dir.join("agent.log"))
+        .expect("agent log");
+    command
+        .arg("run")
+        .arg("--state-dir")
+        .arg(board_dir.join("state"))
+        .arg("--run-dir")
+        .arg(board_dir.join("run"))
+        .arg("--manifests")
+        .arg(board_dir.join("manifests"))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the agent")
+}
+
+/// SIGKILL to a child process, if any, and its reaping.
+pub fn kill_child(child: &mut Option<std::process::Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

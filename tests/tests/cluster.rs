@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::{
-    alive, binary, free_port, http_get, import_busybox, kill_containers, pod_cgroup, remove_cgroup,
-    require_root, require_tool, run, shims, text, unmount_under, wait_until,
+    alive, binary, free_port, http_get, import_busybox, kill_child, kill_containers, pod_cgroup,
+    remove_cgroup, require_root, require_tool, run, shims, spawn_agent_run, text, unmount_under, wait_until,
 };
 use serde_json::Value;
 
@@ -159,10 +159,7 @@ impl Coordinator {
 
 impl Drop for Coordinator {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 
@@ -201,39 +198,19 @@ impl Board {
     }
 
     fn start(&mut self, coordinator: &Coordinator, token: &str) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("agent.log"))
-            .expect("log");
         // nsenter joins only the network namespace: `ip netns exec` would also remount /sys,
         // hiding the host's cgroup hierarchies from the agent.
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.netns.name))
-            .arg("--")
-            .arg(binary("bramble-agent"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(self.state())
-            .arg("--run-dir")
-            .arg(self.run_dir())
-            .arg("--manifests")
-            .arg(self.dir.path().join("manifests"))
-            .args(["--server", &format!("mqtt://{}:{}", self.netns.host_ip, coordinator.mqtt_port)])
-            .args(["--token", token, "--name", &self.name, "--health-interval-ms", "500"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the agent");
-        self.child = Some(child);
+        let mut nsenter = Command::new("nsenter");
+        nsenter.arg(format!("--net=/run/netns/{}", self.netns.name)).arg("--").arg(binary("bramble-agent"));
+        let server = format!("mqtt://{}:{}", self.netns.host_ip, coordinator.mqtt_port);
+        let extra =
+            ["--server", &server, "--token", token, "--name", &self.name, "--health-interval-ms", "500"];
+        self.child = Some(spawn_agent_run(nsenter, self.dir.path(), &extra));
     }
 
     /// SIGKILL to the agent only: its containers keep running.
     fn kill_agent(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     /// Containers running on this board now (their shims' records).

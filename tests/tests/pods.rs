@@ -7,12 +7,13 @@ use std::fs;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use bramble_tests::{
     alive, binary, board_binary, cgroup_dirs, cgroup_setting, free_port, http_get, import_busybox, kill_9,
-    kill_containers, pod_cgroup, remove_cgroup, require_root, run, shims, text, unmount_under, wait_until,
+    kill_child, kill_containers, pod_cgroup, remove_cgroup, require_root, run, shims, spawn_agent_run, text,
+    unmount_under, wait_until,
 };
 use serde_json::Value;
 
@@ -79,27 +80,11 @@ impl Agent {
     }
 
     fn start(&mut self) {
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("agent log");
-        let child = Command::new(&self.exe)
-            .arg("run")
-            .arg("--state-dir")
-            .arg(self.state())
-            .arg("--run-dir")
-            .arg(self.run_dir())
-            .arg("--manifests")
-            .arg(self.manifests())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the agent");
-        self.child = Some(child);
+        self.child = Some(spawn_agent_run(Command::new(&self.exe), self.dir.path(), &[]));
     }
 
     fn kill_9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 
     fn log(&self) -> String {
