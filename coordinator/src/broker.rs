@@ -40,6 +40,9 @@ pub async fn start(addr: SocketAddr, secrets: Secrets, topics: Topics) -> Result
         .name("bramble")
         .laddr(addr)
         .allow_anonymous(false)
+        // A restarted coordinator binds again at once, while the killed one's connections
+        // linger in TIME_WAIT (SO_REUSEADDR; not SO_REUSEPORT, which would let two share it).
+        .reuseaddr(Some(true))
         // Boards choose short keepalives; rmqtt closes a silent session after 1.5 × keepalive.
         .min_keepalive(1)
         .max_keepalive(300)

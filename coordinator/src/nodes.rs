@@ -14,7 +14,8 @@ pub enum Condition {
     NotReady {
         reason: String,
     },
-    /// Not heard yet since the coordinator started, within the grace period: its pods stay.
+    /// Not heard yet since the coordinator started, or online without a health message yet
+    /// (its capacity unknown), within the grace period: its pods stay, nothing new is placed.
     Unknown,
 }
 
@@ -117,7 +118,16 @@ impl Nodes {
             return Condition::NotReady { reason: "the board's connection closed (last will)".into() };
         }
         match view.last_heard_ms {
-            Some(at) if now_ms.saturating_sub(at) <= self.grace_ms => Condition::Ready,
+            Some(at) if now_ms.saturating_sub(at) <= self.grace_ms => {
+                if view.health.is_some() {
+                    Condition::Ready
+                } else {
+                    Condition::Unknown
+                }
+            }
+            Some(_) if view.health.is_none() => {
+                Condition::NotReady { reason: format!("online, but no health within {grace_s}s") }
+            }
             Some(at) => {
                 let silent = now_ms.saturating_sub(at) as f64 / 1000.0;
                 Condition::NotReady { reason: format!("no health for {silent:.1}s (grace {grace_s}s)") }
@@ -165,7 +175,9 @@ mod tests {
         assert!(matches!(nodes.condition("pi-1", 10_001), Condition::NotReady { .. }));
 
         nodes.on_status("pi-1", status("pi-1", true), 1_000).expect("taken");
-        assert_eq!(nodes.condition("pi-1", 2_000), Condition::Ready);
+        assert_eq!(nodes.condition("pi-1", 2_000), Condition::Unknown, "online, capacity not known yet");
+        let Condition::NotReady { reason } = nodes.condition("pi-1", 11_001) else { panic!("no health") };
+        assert!(reason.contains("no health within"), "{reason}");
         nodes.on_health("pi-1", health("pi-1"), 9_000).expect("taken");
         assert_eq!(nodes.condition("pi-1", 19_000), Condition::Ready, "health keeps it ready");
         let Condition::NotReady { reason } = nodes.condition("pi-1", 19_001) else { panic!("silent board") };

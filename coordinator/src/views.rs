@@ -116,9 +116,11 @@ pub fn node(facts: &NodeFacts, nodes: &Nodes, cluster: &Cluster) -> Value {
     let (ready, reason, message) = match &facts.condition {
         Condition::Ready => ("True", "BoardReady", String::from("the board sends health")),
         Condition::NotReady { reason } => ("False", "BoardNotReady", reason.clone()),
-        Condition::Unknown => {
-            ("Unknown", "NotHeardYet", String::from("not heard from since the coordinator started"))
-        }
+        Condition::Unknown => (
+            "Unknown",
+            "NotHeardYet",
+            String::from("no health heard from it yet since it came online or the coordinator started"),
+        ),
     };
     let pods = cluster.pods().filter(|p| p.node.as_deref() == Some(facts.name.as_str())).count();
     let mut labels: BTreeMap<String, String> = facts.labels.clone();
