@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::{
-    alive, binary, free_port, http_get, import_busybox, kill_child, kill_containers, pod_cgroup,
+    alive, binary, free_port, http_get, import_busybox, kill_9, kill_child, kill_containers, pod_cgroup,
     remove_cgroup, require_root, require_tool, run, shims, spawn_agent_run, text, unmount_under, wait_until,
 };
 use serde_json::Value;
@@ -31,7 +31,7 @@ impl Netns {
         let name = format!("brm{pid}-{index}");
         let (host_if, board_if) =
             (format!("bh{}{index}", pid % 100_000), format!("bb{}{index}", pid % 100_000));
-        let (x, y) = (200 + pid % 50, (pid / 50 % 50) * 5 + index);
+        let (x, y) = (200 + pid % 50, (pid / 50 % 25) * 10 + index);
         let host_ip = format!("10.{x}.{y}.1");
         let board_ip = format!("10.{x}.{y}.2");
         let netns = Netns { name: name.clone(), host_if: host_if.clone(), host_ip: host_ip.clone() };
@@ -64,33 +64,25 @@ struct Coordinator {
     child: Option<Child>,
     api_port: u16,
     mqtt_port: u16,
+    /// `--broker URL`, if the coordinator uses an external broker.
+    broker: Option<String>,
     /// Read once the coordinator has made it.
     api_token: String,
 }
 
 impl Coordinator {
-    fn start() -> Coordinator {
+    /// Starts a coordinator with its embedded broker, or with `broker` (`mqtt://HOST:PORT`).
+    fn start(broker: Option<String>) -> Coordinator {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut coordinator = Coordinator {
             dir,
             child: None,
             api_port: free_port(),
             mqtt_port: free_port(),
+            broker,
             api_token: String::new(),
         };
-        let log = fs::File::create(coordinator.dir.path().join("coordinator.log")).expect("log");
-        let child = Command::new(binary("bramble"))
-            .arg("coordinator")
-            .arg("--data-dir")
-            .arg(coordinator.dir.path().join("data"))
-            .args(["--listen", &format!("0.0.0.0:{}", coordinator.api_port)])
-            .args(["--mqtt-listen", &format!("0.0.0.0:{}", coordinator.mqtt_port)])
-            .args(["--node-grace", "3s"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the coordinator");
-        coordinator.child = Some(child);
+        coordinator.spawn();
         let token = coordinator.dir.path().join("data/api-token");
         let ready = || {
             (token.exists() && TcpStream::connect(("127.0.0.1", coordinator.api_port)).is_ok()).then_some(())
@@ -104,6 +96,41 @@ impl Coordinator {
         );
         coordinator.api_token = coordinator.secret("api-token");
         coordinator
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("coordinator.log"))
+            .expect("log");
+        let mut command = Command::new(binary("bramble"));
+        command
+            .arg("coordinator")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["--listen", &format!("0.0.0.0:{}", self.api_port)])
+            .args(["--mqtt-listen", &format!("0.0.0.0:{}", self.mqtt_port)])
+            .args(["--node-grace", "3s"]);
+        if let Some(broker) = &self.broker {
+            command.args(["--broker", broker]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start the coordinator");
+        self.child = Some(child);
+    }
+
+    /// kill -9, then the same command again on the same data directory and ports.
+    fn kill_and_restart(&mut self) {
+        kill_child(&mut self.child);
+        self.spawn();
+        let port = self.api_port;
+        wait_until(
+            "the restarted coordinator's API",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(()),
+            || self.log(),
+        );
     }
 
     fn secret(&self, name: &str) -> String {
@@ -163,6 +190,89 @@ impl Drop for Coordinator {
     }
 }
 
+/// Mosquitto 2 on a free port, with a password file (the coordinator's MQTT secret, and the
+/// join token for each board) and the ACL `bramble coordinator --print-mosquitto-acl` prints.
+struct Mosquitto {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Mosquitto {
+    fn start(port: u16, coordinator: &Coordinator, boards: &[&str]) -> Mosquitto {
+        require_tool("mosquitto");
+        require_tool("mosquitto_passwd");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = |name: &str| dir.path().join(name);
+        let passwd = path("passwd");
+        let mut users = vec![("bramble-coordinator".to_owned(), coordinator.secret("mqtt-password"))];
+        let join = coordinator.secret("join-token");
+        users.extend(boards.iter().map(|b| ((*b).to_owned(), join.clone())));
+        for (user, password) in &users {
+            let create: &[&str] = if passwd.exists() { &[] } else { &["-c"] };
+            let output = run(Command::new("mosquitto_passwd")
+                .args(create)
+                .arg("-b")
+                .arg(&passwd)
+                .args([user, password]));
+            assert!(output.status.success(), "mosquitto_passwd: {:?}", text(&output));
+        }
+        let acl = coordinator.bramble(&["coordinator", "--print-mosquitto-acl"]);
+        fs::write(path("acl"), acl).expect("acl file");
+        let config = format!(
+            "user root\nper_listener_settings false\nallow_anonymous false\npersistence false\n\
+             password_file {}\nacl_file {}\nlistener {port} 0.0.0.0\nlog_dest stderr\n",
+            passwd.display(),
+            path("acl").display()
+        );
+        fs::write(path("mosquitto.conf"), config).expect("mosquitto.conf");
+        let mut mosquitto = Mosquitto { dir, child: None, port };
+        mosquitto.spawn();
+        mosquitto
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .expect("log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(
+            "mosquitto listening",
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(()),
+            || fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default(),
+        );
+    }
+
+    /// kill -9 and start again: every connection drops and, without persistence, every
+    /// retained message is gone.
+    fn kill_and_restart(&mut self) {
+        kill_child(&mut self.child);
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default();
+            eprintln!("--- mosquitto log:\n{log}");
+        }
+        kill_child(&mut self.child);
+    }
+}
+
 /// One board: an agent process in its network namespace, and its directories.
 struct Board {
     name: String,
@@ -197,12 +307,13 @@ impl Board {
         fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
 
-    fn start(&mut self, coordinator: &Coordinator, token: &str) {
+    /// Starts the agent, joining the broker on `mqtt_port` through the board's veth.
+    fn start(&mut self, mqtt_port: u16, token: &str) {
         // nsenter joins only the network namespace: `ip netns exec` would also remount /sys,
         // hiding the host's cgroup hierarchies from the agent.
         let mut nsenter = Command::new("nsenter");
         nsenter.arg(format!("--net=/run/netns/{}", self.netns.name)).arg("--").arg(binary("bramble-agent"));
-        let server = format!("mqtt://{}:{}", self.netns.host_ip, coordinator.mqtt_port);
+        let server = format!("mqtt://{}:{mqtt_port}", self.netns.host_ip);
         let extra =
             ["--server", &server, "--token", token, "--name", &self.name, "--health-interval-ms", "500"];
         self.child = Some(spawn_agent_run(nsenter, self.dir.path(), &extra));
@@ -215,7 +326,40 @@ impl Board {
 
     /// Containers running on this board now (their shims' records).
     fn running_containers(&self) -> usize {
-        shims(&self.run_dir()).iter().filter(|s| alive(s.container_pid.into())).count()
+        self.container_pids().len()
+    }
+
+    /// The process of every container running on this board, by container id.
+    fn container_pids(&self) -> BTreeMap<String, i32> {
+        shims(&self.run_dir())
+            .into_iter()
+            .filter(|s| alive(s.container_pid.into()))
+            .map(|s| (s.id, s.container_pid))
+            .collect()
+    }
+
+    /// Cuts (`false`) or restores (`true`) the board's link: the host end of its veth goes
+    /// down, so the board falls silent without closing its connection, as on a Wi-Fi loss.
+    fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let output = run(Command::new("ip").args(["link", "set", &self.netns.host_if, state]));
+        assert!(output.status.success(), "ip link set {state}: {:?}", text(&output));
+    }
+
+    /// Starts a container by hand with the board's runtime (`bramble-agent debug run`), named
+    /// like a pod's container but in no assignment; returns its id.
+    fn start_stray_container(&self) -> String {
+        let id = format!("stray{}_c", std::process::id());
+        let output = run(Command::new(binary("bramble-agent"))
+            .arg("debug")
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .args(["run", "--detach", "--id", &id, "busybox:latest", "--"])
+            .args(["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]));
+        assert!(output.status.success(), "debug run: {:?}", text(&output));
+        id
     }
 }
 
@@ -227,8 +371,11 @@ impl Drop for Board {
         self.kill_agent();
         let records = kill_containers(&self.run_dir());
         unmount_under(&self.run_dir(), None);
-        for uid in records.iter().filter_map(|s| s.pod_uid()) {
-            remove_cgroup(&pod_cgroup(uid));
+        for record in &records {
+            remove_cgroup(&format!("bramble/debug/{}", record.id));
+            if let Some(uid) = record.pod_uid() {
+                remove_cgroup(&pod_cgroup(uid));
+            }
         }
     }
 }
@@ -266,25 +413,62 @@ fn counts(map: &BTreeMap<String, usize>) -> Vec<usize> {
     map.values().copied().collect()
 }
 
-#[test]
-fn three_boards_spread_scale_heal_and_refuse_strangers() {
-    require_root();
-    require_tool("ip");
-    require_tool("nsenter");
-    let coordinator = Coordinator::start();
-    let join = coordinator.secret("join-token");
-    let mut boards: Vec<Board> = (1..=3).map(Board::new).collect();
-    for board in &mut boards {
-        board.start(&coordinator, &join);
-    }
-    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
-    until(&coordinator, "three boards Ready", 30, || {
+/// The process of every container running in the cluster, by board and container id.
+fn container_pids(boards: &[Board]) -> BTreeMap<String, BTreeMap<String, i32>> {
+    boards.iter().map(|b| (b.name.clone(), b.container_pids())).collect()
+}
+
+/// Waits until every board in `names` is listed Ready.
+fn until_ready(coordinator: &Coordinator, names: &[String], what: &str) {
+    until(coordinator, what, 40, || {
         let out = coordinator.bramble(&["get", "nodes"]);
         names
             .iter()
             .all(|n| out.lines().any(|l| l.starts_with(n.as_str()) && l.contains(" Ready ")))
             .then_some(())
     });
+}
+
+/// After a restart of the control plane (coordinator or broker): waits until every board is
+/// heard again and reports the replicas it ran `before` Running, lets more than a node grace
+/// pass (a board wrongly marked NotReady would lose its pods by then), and checks that every
+/// container is the same process as before.
+fn same_pods_after_restart(
+    coordinator: &Coordinator,
+    boards: &[Board],
+    before: &BTreeMap<String, BTreeMap<String, i32>>,
+    what: &str,
+) {
+    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
+    let per_board: BTreeMap<String, usize> =
+        before.iter().filter(|(_, c)| !c.is_empty()).map(|(b, c)| (b.clone(), c.len())).collect();
+    until_ready(coordinator, &names, &format!("every board Ready again after {what}"));
+    until(coordinator, &format!("the replicas reported Running {per_board:?} after {what}"), 40, || {
+        coordinator.running_per_board().filter(|m| *m == per_board)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(&container_pids(boards), before, "{what} restarted no container");
+    assert_eq!(coordinator.running_per_board(), Some(per_board), "after {what}");
+}
+
+/// How many times the agent log of each board says it connected.
+fn connections(boards: &[Board]) -> Vec<usize> {
+    boards.iter().map(|b| b.log().matches("connected to mqtt://").count()).collect()
+}
+
+#[test]
+fn three_boards_spread_scale_heal_and_refuse_strangers() {
+    require_root();
+    require_tool("ip");
+    require_tool("nsenter");
+    let mut coordinator = Coordinator::start(None);
+    let join = coordinator.secret("join-token");
+    let mut boards: Vec<Board> = (1..=3).map(Board::new).collect();
+    for board in &mut boards {
+        board.start(coordinator.mqtt_port, &join);
+    }
+    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
+    until_ready(&coordinator, &names, "three boards Ready");
 
     // Requests without the token are refused.
     let answer = http_get(coordinator.api_port, "/api/v1/pods").expect("an answer");
@@ -322,6 +506,28 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
         coordinator.running_per_board().filter(|m| counts(m) == [2, 2, 2])
     });
 
+    // A container started by hand on a board, named like a pod's but in no assignment, is
+    // removed; the board's replicas are left alone.
+    let replicas = boards[1].container_pids();
+    let stray = boards[1].start_stray_container();
+    until(&coordinator, "the hand-started container removed", 30, || {
+        (!boards[1].container_pids().contains_key(&stray)).then_some(())
+    });
+    assert_eq!(boards[1].container_pids(), replicas, "the replicas were not touched");
+
+    // A replica's process killed by hand is started again.
+    let (id, pid) = replicas.iter().next().map(|(id, pid)| (id.clone(), *pid)).expect("a replica");
+    kill_9(pid);
+    until(&coordinator, "the killed replica started again", 30, || {
+        boards[1].container_pids().get(&id).filter(|new| **new != pid).map(|_| ())
+    });
+
+    // The coordinator (and with it the embedded broker) is killed and restarted: the boards
+    // reconnect and no pod is restarted.
+    let before = container_pids(&boards);
+    coordinator.kill_and_restart();
+    same_pods_after_restart(&coordinator, &boards, &before, "a coordinator restart");
+
     // Board 1's agent is killed: its connection closes, the last will marks it NotReady, and
     // its replicas run elsewhere.
     let lost = names[0].clone();
@@ -334,7 +540,7 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     assert!(nodes.lines().any(|l| l.starts_with(lost.as_str()) && l.contains("NotReady")), "{nodes}");
 
     // It comes back: it gets its up-to-date (empty) assignment and removes the surplus.
-    boards[0].start(&coordinator, &join);
+    boards[0].start(coordinator.mqtt_port, &join);
     until(&coordinator, "the returning board stops its old replicas", 40, || {
         (boards[0].running_containers() == 0).then_some(())
     });
@@ -343,7 +549,7 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
 
     // A board with a wrong join token is refused and never listed.
     let mut stranger = Board::new(4);
-    stranger.start(&coordinator, "not-the-join-token");
+    stranger.start(coordinator.mqtt_port, "not-the-join-token");
     until(&coordinator, "the stranger is told its token is wrong", 20, || {
         stranger.log().contains("wrong join token").then_some(())
     });
@@ -351,6 +557,91 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     assert!(!nodes.contains(&stranger.name), "{nodes}");
     assert!(coordinator.log().contains(&format!("user \"{}\": wrong password or join token", stranger.name)));
     drop(stranger);
+
+    coordinator.bramble(&["delete", "deployment/web"]);
+    until(&coordinator, "no containers left", 30, || {
+        (boards.iter().map(Board::running_containers).sum::<usize>() == 0).then_some(())
+    });
+    for board in &boards {
+        assert!(!board.log().contains("panicked"), "{}", board.log());
+    }
+}
+
+/// The same cluster through Mosquitto 2 (`--broker`), with its password file and the generated
+/// ACL: a board reads only its own assignment; a cut link moves the board's replicas and the
+/// surplus goes when it heals; a Mosquitto restart and a coordinator restart restart no pod.
+#[test]
+fn mosquitto_broker_cut_link_and_restarts() {
+    require_root();
+    require_tool("ip");
+    require_tool("nsenter");
+    require_tool("mosquitto_sub");
+    let broker_port = free_port();
+    let mut coordinator = Coordinator::start(Some(format!("mqtt://127.0.0.1:{broker_port}")));
+    let join = coordinator.secret("join-token");
+    let mut boards: Vec<Board> = (5..=7).map(Board::new).collect();
+    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut mosquitto = Mosquitto::start(broker_port, &coordinator, &name_refs);
+    for board in &mut boards {
+        board.start(broker_port, &join);
+    }
+    until_ready(&coordinator, &names, "three boards Ready through Mosquitto");
+
+    let manifest = coordinator.dir.path().join("web.yaml");
+    fs::write(&manifest, DEPLOYMENT).expect("manifest");
+    coordinator.bramble(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    until(&coordinator, "6 replicas Running 2/2/2", 60, || {
+        coordinator.running_per_board().filter(|m| counts(m) == [2, 2, 2])
+    });
+
+    // The ACL: a board's credentials read its own retained assignment, not another board's.
+    let read_desired = |user: &str, of: &str| {
+        let topic = format!("bramble/nodes/{of}/desired");
+        let output = run(Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &broker_port.to_string(), "-u", user, "-P", &join])
+            .args(["-t", &topic, "-C", "1", "-W", "3"]));
+        text(&output).0
+    };
+    assert!(
+        read_desired(&names[0], &names[0]).contains("\"generation\""),
+        "a board reads its own assignment"
+    );
+    assert_eq!(read_desired(&names[0], &names[1]), "", "a board cannot read another board's assignment");
+
+    // Board 5's link is cut: it falls silent without closing its connection; after the grace
+    // (3 s here) it is NotReady and its replicas run elsewhere, while its containers go on.
+    let lost = names[0].clone();
+    boards[0].set_link(false);
+    until(&coordinator, "6 replicas Running on the two boards still linked", 40, || {
+        coordinator.running_per_board().filter(|m| !m.contains_key(&lost) && m.values().sum::<usize>() == 6)
+    });
+    assert_eq!(boards[0].running_containers(), 2, "a cut-off board keeps its containers");
+    let nodes = coordinator.bramble(&["get", "nodes"]);
+    assert!(nodes.lines().any(|l| l.starts_with(lost.as_str()) && l.contains("NotReady")), "{nodes}");
+
+    // The link heals: the board gets its up-to-date (empty) assignment and removes the surplus.
+    boards[0].set_link(true);
+    until(&coordinator, "the healed board stops its old replicas", 60, || {
+        (boards[0].running_containers() == 0).then_some(())
+    });
+    until_ready(&coordinator, &names, "the healed board Ready again");
+    let after = coordinator.running_per_board().expect("all Running");
+    assert_eq!(after.values().sum::<usize>(), 6, "still 6 replicas: {after:?}");
+
+    // Mosquitto is killed and restarted (its retained messages are gone): every board
+    // reconnects, the coordinator republishes the assignments, and no pod is restarted.
+    let before = container_pids(&boards);
+    let connected = connections(&boards);
+    mosquitto.kill_and_restart();
+    until(&coordinator, "every board reconnected to the restarted Mosquitto", 40, || {
+        connections(&boards).iter().zip(&connected).all(|(now, then)| now > then).then_some(())
+    });
+    same_pods_after_restart(&coordinator, &boards, &before, "a Mosquitto restart");
+
+    // The coordinator is killed and restarted: no pod is restarted.
+    coordinator.kill_and_restart();
+    same_pods_after_restart(&coordinator, &boards, &before, "a coordinator restart");
 
     coordinator.bramble(&["delete", "deployment/web"]);
     until(&coordinator, "no containers left", 30, || {
