@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: finding the workspace's built binaries and running them as
 //! real processes.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -15,8 +17,12 @@ pub fn workspace_root() -> PathBuf {
 /// Panics with what to run when it is missing: a test must not silently test nothing.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("test executables live in target/<profile>/deps");
+    // target/<profile>/deps/<test> (a test) or target/<profile>/<bench> (a benchmark binary)
+    // -> target/<profile>/<name>
+    let mut dir = exe.parent().expect("executables live in target/<profile>");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target/<profile>/deps has a parent");
+    }
     let path = dir.join(name);
     assert!(path.exists(), "{} is missing: run `cargo build --workspace` before the tests", path.display());
     path
