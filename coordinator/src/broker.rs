@@ -48,6 +48,11 @@ pub async fn start(addr: SocketAddr, secrets: Secrets, topics: Topics) -> Result
         .max_keepalive(300)
         .max_packet_size(bramble_common::wire::MAX_PACKET_BYTES as u32)
         .session_expiry_interval(Duration::from_secs(0))
+        // The coordinator's session carries every board's messages: with rmqtt's default of
+        // 16 unacknowledged QoS 1 messages and 1,000 queued, a burst of observed pods from
+        // 1,000 boards overflowed and was dropped (pods stayed Pending). Boards receive little.
+        .max_inflight(std::num::NonZeroU16::new(1024).unwrap_or(std::num::NonZeroU16::MIN))
+        .max_mqueue_len(100_000)
         .bind()
         .map_err(|e| fail(&e))?
         .tcp()

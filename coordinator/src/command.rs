@@ -78,6 +78,7 @@ pub fn run(args: CoordinatorArgs) -> ExitCode {
             }
         };
     }
+    raise_open_files_limit();
     let config = Config {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -110,6 +111,18 @@ pub fn run(args: CoordinatorArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every board holds a connection to the embedded broker: lift the soft limit on open files
+/// (often 1,024) to the hard one, as a service manager's `LimitNOFILE` would.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        eprintln!("bramble coordinator: cannot raise the open files limit from {soft} to {hard}: {e}");
     }
 }
 

@@ -143,18 +143,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        // Every tick reconciles (silences turn into NotReady with time alone); between ticks
+        // only inputs that may change the plan do: routine health from 1,000 boards would
+        // otherwise re-plan the cluster a thousand times a second.
+        let due = tokio::select! {
             () = &mut shutdown => break,
-            _ = tick.tick() => {}
+            _ = tick.tick() => true,
             input = rx.recv() => {
                 let Some(input) = input else { break };
-                coordinator.handle(input);
+                let mut due = coordinator.handle(input);
                 while let Ok(input) = rx.try_recv() {
-                    coordinator.handle(input);
+                    due |= coordinator.handle(input);
                 }
+                due
             }
+        };
+        if due {
+            coordinator.reconcile();
         }
-        coordinator.reconcile();
     }
     Ok(())
 }
@@ -173,8 +179,12 @@ fn spawn_mqtt(
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     log(format!("connected to the mqtt broker {url}"));
                     last_error.clear();
-                    let filters = [Channel::Status, Channel::Health, Channel::Observed, Channel::Responses]
-                        .map(|c| rumqttc::SubscribeFilter::new(topics.all_nodes(c), QoS::AtLeastOnce));
+                    // Health is periodic: at most once, outside the broker's in-flight window,
+                    // which then stays free for status and observed pods (at least once).
+                    let filters = [Channel::Status, Channel::Health, Channel::Observed, Channel::Responses].map(|c| {
+                        let qos = if c == Channel::Health { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                        rumqttc::SubscribeFilter::new(topics.all_nodes(c), qos)
+                    });
                     if let Err(e) = client.subscribe_many(filters).await {
                         log(format!("cannot subscribe: {e}"));
                     }
@@ -223,38 +233,52 @@ impl Coordinator {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn handle(&mut self, input: Input) {
+    /// Takes one input; true when it may change the plan, so a reconcile should follow at once.
+    fn handle(&mut self, input: Input) -> bool {
         match input {
-            Input::Connected => self.published.clear(),
+            Input::Connected => {
+                self.published.clear();
+                true
+            }
             Input::Message { topic, payload } => self.on_message(&topic, &payload),
             Input::Api(call) => {
                 let answer = self.answer(call.request);
                 let _ = call.reply.send(answer);
+                true
             }
         }
     }
 
-    fn on_message(&mut self, topic: &str, payload: &[u8]) {
+    /// Takes a board's message; true unless it is routine health from a Ready board whose
+    /// capacity did not change (or was dropped).
+    fn on_message(&mut self, topic: &str, payload: &[u8]) -> bool {
         let Some((node, channel)) = self.topics.parse(topic) else {
-            return;
+            return false;
         };
         let now = self.now_ms();
         let result = match channel {
             Channel::Status => wire::decode::<NodeStatus>(payload)
                 .map_err(|e| e.to_string())
-                .and_then(|m| self.nodes.on_status(node, m, now).map_err(|e| e.to_string())),
-            Channel::Health => wire::decode::<NodeHealth>(payload)
-                .map_err(|e| e.to_string())
-                .and_then(|m| self.nodes.on_health(node, m, now).map_err(|e| e.to_string())),
+                .and_then(|m| self.nodes.on_status(node, m, now).map_err(|e| e.to_string()))
+                .map(|()| true),
+            Channel::Health => wire::decode::<NodeHealth>(payload).map_err(|e| e.to_string()).and_then(|m| {
+                let capacity = |h: &NodeHealth| (h.cpus, h.memory_total_bytes);
+                let routine = self.nodes.condition(node, now).is_ready()
+                    && self.nodes.view(node).and_then(|v| v.health.as_ref()).map(capacity)
+                        == Some(capacity(&m));
+                self.nodes.on_health(node, m, now).map_err(|e| e.to_string()).map(|()| !routine)
+            }),
             Channel::Observed => wire::decode::<ObservedPods>(payload)
                 .map_err(|e| e.to_string())
-                .and_then(|m| self.nodes.on_observed(node, m).map_err(|e| e.to_string())),
-            Channel::Desired | Channel::Requests | Channel::Responses => Ok(()),
+                .and_then(|m| self.nodes.on_observed(node, m).map_err(|e| e.to_string()))
+                .map(|()| true),
+            Channel::Desired | Channel::Requests | Channel::Responses => Ok(false),
         };
-        if let Err(e) = result {
+        result.unwrap_or_else(|e| {
             self.dropped += 1;
             log(format!("dropped a message on {topic} ({} dropped so far): {e}", self.dropped));
-        }
+            false
+        })
     }
 
     /// Every board the coordinator knows: remembered in the store or heard from.
