@@ -60,6 +60,7 @@ pub fn plan(
         changes: Vec::new(),
         deleted: BTreeSet::new(),
         created: Vec::new(),
+        lost: BTreeMap::new(),
     };
     // Each Deployment's pods, found in one pass over the pods.
     let mut owned: BTreeMap<(&str, &str), Vec<&PodRecord>> = BTreeMap::new();
@@ -97,6 +98,10 @@ struct Planner<'a> {
     changes: Vec<Change>,
     deleted: BTreeSet<String>,
     created: Vec<PodRecord>,
+    /// Pods on NotReady boards, per owning Deployment: each is deleted once a replacement is
+    /// bound this round. Without a place for the replacement the pod stays, so a lone board
+    /// that comes back finds its pods as they were.
+    lost: BTreeMap<String, Vec<(String, String)>>,
 }
 
 impl<'a> Planner<'a> {
@@ -117,8 +122,9 @@ impl<'a> Planner<'a> {
             if pod.template_hash.as_deref() != Some(hash.as_str()) {
                 self.delete(pod.key(), "its template changed".into());
             } else if let Some(Condition::NotReady { .. }) = self.condition(pod.node.as_deref()) {
-                let node = pod.node.as_deref().unwrap_or_default();
-                self.delete(pod.key(), format!("board {node} is not ready"));
+                let node = pod.node.clone().unwrap_or_default();
+                let owner = format!("{namespace}/{}", d.metadata.name);
+                self.lost.entry(owner).or_default().push((pod.key(), node));
             } else {
                 keep.push(pod);
             }
@@ -209,7 +215,17 @@ impl<'a> Planner<'a> {
         let mut placed = Vec::with_capacity(decisions.len());
         for (pod, decision) in pending.iter().zip(decisions) {
             match decision {
-                Decision::Bind { board, .. } => placed.push(Change::Bind { key: pod.key(), node: board }),
+                Decision::Bind { board, .. } => {
+                    let replaced = pod.owner_key().and_then(|o| self.lost.get_mut(&o)).and_then(Vec::pop);
+                    if let Some((key, node)) = replaced {
+                        self.changes.push(Change::Delete {
+                            key: key.clone(),
+                            reason: format!("board {node} is not ready; replaced by {}", pod.name),
+                        });
+                        self.deleted.insert(key);
+                    }
+                    placed.push(Change::Bind { key: pod.key(), node: board });
+                }
                 // Said once: a reason already recorded on a kept pod is not said again.
                 Decision::Pending { reason, .. } => {
                     let known = self.cluster.pod(&pod.key()).is_some();
@@ -381,7 +397,10 @@ mod tests {
         let changes = settle(&mut cluster, &nodes);
         let deleted: Vec<&Change> = changes.iter().filter(|c| matches!(c, Change::Delete { .. })).collect();
         assert_eq!(deleted.len(), 2, "{changes:?}");
-        assert!(matches!(deleted[0], Change::Delete { reason, .. } if reason == "board pi-2 is not ready"));
+        assert!(
+            matches!(deleted[0], Change::Delete { reason, .. } if reason.starts_with("board pi-2 is not ready; replaced by web-")),
+            "{changes:?}"
+        );
         assert_eq!(per_node(&cluster), BTreeMap::from([("pi-1".into(), 3), ("pi-3".into(), 3)]));
         let sets = desired_sets(&cluster, ["pi-1", "pi-2", "pi-3"]);
         assert!(sets["pi-2"].is_empty(), "the lost board is told to run nothing");
@@ -393,6 +412,28 @@ mod tests {
         let changes = settle(&mut cluster, &nodes);
         assert!(changes.is_empty(), "{changes:?}");
         assert_eq!(cluster.pods().count(), 6);
+    }
+
+    #[test]
+    fn pods_of_a_lost_board_stay_while_no_other_board_can_take_them() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 2, "busybox"));
+        let mut nodes = ready(&["pi-1"]);
+        settle(&mut cluster, &nodes);
+        let before: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
+
+        nodes[0].condition = Condition::NotReady { reason: "silent".into() };
+        let changes = settle(&mut cluster, &nodes);
+        assert!(!changes.iter().any(|c| matches!(c, Change::Delete { .. })), "{changes:?}");
+        let pending = cluster.pods().filter(|p| p.node.is_none()).count();
+        assert_eq!(pending, 2, "replacements wait for a board");
+        assert_eq!(desired_sets(&cluster, ["pi-1"])["pi-1"].len(), 2, "the board keeps its set");
+
+        // It comes back: the waiting replacements go, its own pods stay as they were.
+        nodes[0].condition = Condition::Ready;
+        settle(&mut cluster, &nodes);
+        let after: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
+        assert_eq!(after, before);
     }
 
     #[test]
