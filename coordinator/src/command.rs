@@ -9,6 +9,7 @@ use bramble_common::wire::Topics;
 
 use crate::scheduler::Placement;
 use crate::server::{self, Config};
+use crate::with_agent;
 
 #[derive(Debug, clap::Args)]
 pub struct CoordinatorArgs {
@@ -37,6 +38,14 @@ pub struct CoordinatorArgs {
     /// Print the Mosquitto ACL file for these topics and exit.
     #[arg(long)]
     pub print_mosquitto_acl: bool,
+    /// Also run a board's agent on this machine (`bramble-agent run`, joined with the join
+    /// token): a one-machine cluster in one command.
+    #[arg(long)]
+    pub with_agent: bool,
+    /// An argument for that agent's `bramble-agent run` (repeatable), e.g.
+    /// `--agent-arg=--state-dir=/srv/bramble`.
+    #[arg(long = "agent-arg", requires = "with_agent", allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -79,6 +88,20 @@ pub fn run(args: CoordinatorArgs) -> ExitCode {
         };
     }
     raise_open_files_limit();
+    let agent = args.with_agent.then(|| {
+        let server = args.broker.clone().unwrap_or_else(|| {
+            let ip = args.mqtt_listen.ip();
+            let host = if ip.is_unspecified() { "127.0.0.1".to_owned() } else { ip.to_string() };
+            format!("mqtt://{host}:{}", args.mqtt_listen.port())
+        });
+        with_agent::Supervisor::start(with_agent::AgentSpec {
+            exe: with_agent::agent_executable(),
+            server,
+            prefix: args.prefix.clone(),
+            token_file: args.data_dir.join(crate::secrets::JOIN_TOKEN_FILE),
+            extra: args.agent_args.clone(),
+        })
+    });
     let config = Config {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -105,7 +128,11 @@ pub fn run(args: CoordinatorArgs) -> ExitCode {
             _ = term.recv() => {}
         }
     };
-    match runtime.block_on(server::run(config, shutdown)) {
+    let result = runtime.block_on(server::run(config, shutdown));
+    if let Some(agent) = agent {
+        agent.stop();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -13,6 +13,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod views;
+pub mod with_agent;
 
 #[cfg(test)]
 mod fixtures;

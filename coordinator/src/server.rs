@@ -181,10 +181,11 @@ fn spawn_mqtt(
                     last_error.clear();
                     // Health is periodic: at most once, outside the broker's in-flight window,
                     // which then stays free for status and observed pods (at least once).
-                    let filters = [Channel::Status, Channel::Health, Channel::Observed, Channel::Responses].map(|c| {
-                        let qos = if c == Channel::Health { QoS::AtMostOnce } else { QoS::AtLeastOnce };
-                        rumqttc::SubscribeFilter::new(topics.all_nodes(c), qos)
-                    });
+                    let filters = [Channel::Status, Channel::Health, Channel::Observed, Channel::Responses]
+                        .map(|c| {
+                            let qos = if c == Channel::Health { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                            rumqttc::SubscribeFilter::new(topics.all_nodes(c), qos)
+                        });
                     if let Err(e) = client.subscribe_many(filters).await {
                         log(format!("cannot subscribe: {e}"));
                     }

@@ -71,6 +71,8 @@ pub struct Coordinator {
     broker: Option<String>,
     /// `--node-grace`.
     node_grace: String,
+    /// More arguments for `bramble coordinator`.
+    extra: Vec<String>,
     /// Read once the coordinator has made it.
     pub api_token: String,
 }
@@ -84,6 +86,11 @@ impl Coordinator {
 
     /// Starts a coordinator with `--node-grace node_grace`.
     pub fn start_with(broker: Option<String>, node_grace: &str) -> Coordinator {
+        Coordinator::start_with_args(broker, node_grace, &[])
+    }
+
+    /// Starts a coordinator with `--node-grace node_grace` and `extra` arguments.
+    pub fn start_with_args(broker: Option<String>, node_grace: &str, extra: &[String]) -> Coordinator {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut coordinator = Coordinator {
             dir,
@@ -92,6 +99,7 @@ impl Coordinator {
             mqtt_port: free_port(),
             broker,
             node_grace: node_grace.to_owned(),
+            extra: extra.to_vec(),
             api_token: String::new(),
         };
         coordinator.spawn();
@@ -127,8 +135,18 @@ impl Coordinator {
         if let Some(broker) = &self.broker {
             command.args(["--broker", broker]);
         }
+        command.args(&self.extra);
         let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start the coordinator");
         self.child = Some(child);
+    }
+
+    /// SIGTERM, as a service manager stops it, and its end.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
     }
 
     /// kill -9, then the same command again on the same data directory and ports.
@@ -390,6 +408,11 @@ impl Drop for Board {
             eprintln!("--- agent log of board {}:\n{}", self.name, self.log());
         }
         self.kill_agent();
+        // An agent this test did not start itself (`coordinator --with-agent`).
+        let _ = Command::new("pkill")
+            .args(["-9", "-f", "--"])
+            .arg(format!("--run-dir[= ]{}", self.run_dir().display()))
+            .status();
         let records = kill_containers(&self.run_dir());
         unmount_under(&self.run_dir(), None);
         for record in &records {

@@ -228,3 +228,55 @@ fn mosquitto_broker_cut_link_and_restarts() {
         assert!(!board.log().contains("panicked"), "{}", board.log());
     }
 }
+
+/// `bramble coordinator --with-agent`: one command, a one-board cluster. The agent it starts
+/// joins with the join token, runs what is applied, is started again when it dies (its pods go
+/// on), and is stopped with the coordinator.
+#[test]
+fn coordinator_with_agent_is_a_one_board_cluster() {
+    require_root();
+    let board = Board::new(9);
+    let agent_arg = |flag: &str, value: &str| format!("--agent-arg=--{flag}={value}");
+    let extra = [
+        "--with-agent".to_owned(),
+        agent_arg("state-dir", &board.state().display().to_string()),
+        agent_arg("run-dir", &board.run_dir().display().to_string()),
+        agent_arg("manifests", &board.dir.path().join("manifests").display().to_string()),
+        agent_arg("name", &board.name),
+        agent_arg("health-interval-ms", "500"),
+    ];
+    let mut coordinator = Coordinator::start_with_args(None, "3s", &extra);
+    until_ready(&coordinator, std::slice::from_ref(&board.name), "the coordinator's own board Ready");
+
+    let manifest = coordinator.dir.path().join("web.yaml");
+    fs::write(&manifest, DEPLOYMENT.replace("replicas: 6", "replicas: 2")).expect("manifest");
+    coordinator.bramble(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    until(&coordinator, "2 replicas Running on the one board", 60, || {
+        let per_board = coordinator.running_per_board()?;
+        (per_board.get(&board.name) == Some(&2) && board.running_containers() == 2).then_some(())
+    });
+
+    // The agent dies: the coordinator starts it again, and its pods were never stopped.
+    let agent_pids = |log: &str| -> Vec<i32> {
+        log.lines()
+            .filter_map(|l| l.split_once("(pid ").and_then(|(_, rest)| rest.split_once(')')))
+            .filter_map(|(pid, _)| pid.parse().ok())
+            .collect()
+    };
+    let first = *agent_pids(&coordinator.log()).first().expect("the coordinator logs the agent it started");
+    let containers = board.container_pids();
+    kill_9(first);
+    let second =
+        until(&coordinator, "the agent started again", 30, || agent_pids(&coordinator.log()).get(1).copied());
+    until(&coordinator, "2 replicas reported Running after the agent's restart", 30, || {
+        (coordinator.running_per_board()?.get(&board.name) == Some(&2)).then_some(())
+    });
+    assert_eq!(board.container_pids(), containers, "the agent's restart restarted no container");
+
+    // The coordinator stops (SIGTERM): its agent stops too; the pods outlive both.
+    coordinator.terminate();
+    until(&coordinator, "the agent gone with the coordinator", 10, || {
+        (!std::path::Path::new(&format!("/proc/{second}")).exists()).then_some(())
+    });
+    assert_eq!(board.container_pids(), containers, "pods outlive the agent");
+}
