@@ -130,6 +130,15 @@ impl<'a> Planner<'a> {
             }
         }
         let replicas = d.spec.replicas as usize;
+        // Lost pods wait for their replacements to be placed, but only as many as are still
+        // wanted beside the placed pods: after a scale down the rest go now.
+        let owner = format!("{namespace}/{}", d.metadata.name);
+        let wanted = replicas.saturating_sub(keep.iter().filter(|p| p.node.is_some()).count());
+        let unwanted: Vec<(String, String)> =
+            self.lost.get_mut(&owner).map(|l| l.split_off(wanted.min(l.len()))).unwrap_or_default();
+        for (key, node) in unwanted {
+            self.delete(key, format!("board {node} is not ready"));
+        }
         if keep.len() > replicas {
             // Surplus: the least useful first.
             let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
@@ -434,6 +443,13 @@ mod tests {
         settle(&mut cluster, &nodes);
         let after: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
         assert_eq!(after, before);
+
+        // Lost again, then scaled to 0: the lost pods are not kept waiting for a place.
+        nodes[0].condition = Condition::NotReady { reason: "silent".into() };
+        settle(&mut cluster, &nodes);
+        cluster.put_object(deployment("web", 0, "busybox"));
+        settle(&mut cluster, &nodes);
+        assert_eq!(cluster.pods().count(), 0, "{:?}", cluster.pods().map(PodRecord::key).collect::<Vec<_>>());
     }
 
     #[test]
