@@ -243,9 +243,17 @@ impl Coordinator {
             }
             Input::Message { topic, payload } => self.on_message(&topic, &payload),
             Input::Api(call) => {
+                // Reads (a dashboard polling `get pods`) change nothing to plan.
+                let changes = matches!(
+                    call.request,
+                    ApiRequest::Apply { .. }
+                        | ApiRequest::Delete { .. }
+                        | ApiRequest::Scale { .. }
+                        | ApiRequest::Cordon { .. }
+                );
                 let answer = self.answer(call.request);
                 let _ = call.reply.send(answer);
-                true
+                changes
             }
         }
     }
