@@ -5,9 +5,9 @@
 //! with SIGTERM when the coordinator stops; its pods outlive it, as they outlive any agent.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -43,30 +43,50 @@ pub fn agent_executable() -> PathBuf {
 /// The supervising thread's handle.
 #[derive(Debug)]
 pub struct Supervisor {
-    pid: Arc<AtomicI32>,
+    /// The running agent; only the supervisor reaps it, under this lock, so a signal never
+    /// reaches a recycled pid.
+    child: Arc<Mutex<Option<Child>>>,
     stopping: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Supervisor {
     /// Starts supervising in a thread of its own.
     pub fn start(spec: AgentSpec) -> Supervisor {
-        let supervisor = Supervisor { pid: Arc::default(), stopping: Arc::default() };
-        let (pid, stopping) = (Arc::clone(&supervisor.pid), Arc::clone(&supervisor.stopping));
-        let spawned =
-            std::thread::Builder::new().name("agent".into()).spawn(move || supervise(&spec, &pid, &stopping));
-        if let Err(e) = spawned {
-            log(format!("cannot start the agent's supervisor: {e}"));
-        }
-        supervisor
+        let (child, stopping) = (Arc::<Mutex<Option<Child>>>::default(), Arc::<AtomicBool>::default());
+        let (c, s) = (Arc::clone(&child), Arc::clone(&stopping));
+        let thread = std::thread::Builder::new()
+            .name("agent".into())
+            .spawn(move || supervise(&spec, &c, &s))
+            .map_err(|e| log(format!("cannot start the agent's supervisor: {e}")))
+            .ok();
+        Supervisor { child, stopping, thread }
     }
 
-    /// SIGTERM to the agent; it is not started again.
-    pub fn stop(&self) {
+    /// SIGTERM to the agent, which is not started again; waits up to 5 s for its end (then
+    /// SIGKILL), so it is reaped here and not left to whatever is PID 1.
+    pub fn stop(mut self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let pid = self.pid.load(Ordering::SeqCst);
-        if pid > 0 {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if let Ok(guard) = self.child.lock()
+            && let Some(child) = guard.as_ref()
+        {
+            let _ = kill(Pid::from_raw(i32::try_from(child.id()).unwrap_or(0)), Signal::SIGTERM);
         }
+        let Some(thread) = self.thread.take() else { return };
+        for _ in 0..50 {
+            if thread.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !thread.is_finished()
+            && let Ok(mut guard) = self.child.lock()
+            && let Some(child) = guard.as_mut()
+        {
+            log("the agent did not stop within 5 s of SIGTERM: SIGKILL");
+            let _ = child.kill();
+        }
+        let _ = thread.join();
     }
 }
 
@@ -84,29 +104,59 @@ fn read_token(path: &Path, stopping: &AtomicBool) -> Option<String> {
     }
 }
 
-fn supervise(spec: &AgentSpec, pid: &AtomicI32, stopping: &AtomicBool) {
+/// Waits for the agent in `slot` to end, polling under the lock; its exit status.
+fn wait(slot: &Mutex<Option<Child>>) -> String {
+    loop {
+        if let Ok(mut guard) = slot.lock() {
+            let Some(child) = guard.as_mut() else { return "gone".into() };
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    *guard = None;
+                    return status.to_string();
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    *guard = None;
+                    return e.to_string();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn supervise(spec: &AgentSpec, slot: &Mutex<Option<Child>>, stopping: &AtomicBool) {
     let Some(token) = read_token(&spec.token_file, stopping) else { return };
     while !stopping.load(Ordering::SeqCst) {
-        let child = Command::new(&spec.exe)
+        let spawned = Command::new(&spec.exe)
             .arg("run")
             .args(["--server", &spec.server, "--prefix", &spec.prefix])
             .args(&spec.extra)
             .env("BRAMBLE_JOIN_TOKEN", &token)
             .spawn();
-        match child {
+        match spawned {
             Ok(mut child) => {
-                pid.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+                log(format!("started {} (pid {}) joined to {}", spec.exe.display(), child.id(), spec.server));
+                match slot.lock() {
+                    Ok(mut guard) => *guard = Some(child),
+                    Err(_) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return;
+                    }
+                }
                 if stopping.load(Ordering::SeqCst) {
                     // stop() came between the start and the store above.
-                    let _ = child.kill();
+                    if let Ok(mut guard) = slot.lock()
+                        && let Some(child) = guard.as_mut()
+                    {
+                        let _ = child.kill();
+                    }
                 }
-                log(format!("started {} (pid {}) joined to {}", spec.exe.display(), child.id(), spec.server));
-                let status = child.wait();
-                pid.store(0, Ordering::SeqCst);
+                let how = wait(slot);
                 if stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                let how = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                 log(format!("the agent exited ({how}); starting it again in 5 s"));
             }
             Err(e) => log(format!("cannot start {}: {e}; trying again in 5 s", spec.exe.display())),
