@@ -73,6 +73,13 @@ enum Command {
     Cordon { node: String },
     /// Let new pods onto a board again.
     Uncordon { node: String },
+    /// Cordon a board and move its pods away (a Deployment's are started on other boards).
+    Drain {
+        node: String,
+        /// Also delete pods no Deployment owns (they are not started elsewhere).
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the coordinator (the control plane) with its embedded MQTT broker.
     Coordinator(bramble_coordinator::command::CoordinatorArgs),
 }
@@ -95,6 +102,7 @@ pub fn main() -> ExitCode {
             Command::Delete { targets, filenames } => delete(&client, &targets, &filenames, &namespace),
             Command::Cordon { node } => edit::cordon(&client, &node, true),
             Command::Uncordon { node } => edit::cordon(&client, &node, false),
+            Command::Drain { node, force } => edit::drain(&client, &node, force),
             Command::Validate { .. } | Command::Coordinator(_) => Ok(ExitCode::SUCCESS),
         }),
     };

@@ -124,6 +124,27 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     let after = coordinator.running_per_board().expect("all Running");
     assert_eq!(after.values().sum::<usize>(), 6, "still 6 replicas: {after:?}");
 
+    // Drain: board 2 is cordoned and its replicas are started on the others.
+    let drained = names[1].clone();
+    let out = coordinator.bramble(&["drain", &drained]);
+    assert!(
+        out.contains(&format!("node/{drained} cordoned")) && out.contains(&format!("node/{drained} drained")),
+        "{out}"
+    );
+    until(&coordinator, "6 replicas Running off the drained board", 40, || {
+        coordinator
+            .running_per_board()
+            .filter(|m| !m.contains_key(&drained) && m.values().sum::<usize>() == 6)
+    });
+    until(&coordinator, "the drained board's containers stopped", 40, || {
+        (boards[1].running_containers() == 0).then_some(())
+    });
+    assert!(
+        coordinator.bramble(&["get", "nodes"]).contains("SchedulingDisabled"),
+        "a drained board stays cordoned"
+    );
+    coordinator.bramble(&["uncordon", &drained]);
+
     // A board with a wrong join token is refused and never listed.
     let mut stranger = Board::new(4);
     stranger.start(coordinator.mqtt_port, "not-the-join-token");
