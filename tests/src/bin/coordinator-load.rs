@@ -27,6 +27,7 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 struct Counters {
     connected: AtomicU64,
+    /// Health messages handed to the client (queued; sent unless the connection drops).
     health_sent: AtomicU64,
     desired_received: AtomicU64,
     observed_sent: AtomicU64,
@@ -190,10 +191,11 @@ async fn board(name: String, port: u16, token: String, topics: Topics, counters:
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 counters.connected.fetch_add(1, Ordering::Relaxed);
-                let _ = client.subscribe(&desired, QoS::AtLeastOnce).await;
+                // try_: this task polls the event loop, so it must never wait on its queue.
+                let _ = client.try_subscribe(&desired, QoS::AtLeastOnce);
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                let _ = client.publish(&status, QoS::AtLeastOnce, true, announce(true)).await;
+                let _ = client.try_publish(&status, QoS::AtLeastOnce, true, announce(true));
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == desired => {
                 counters.desired_received.fetch_add(1, Ordering::Relaxed);
@@ -213,7 +215,7 @@ async fn board(name: String, port: u16, token: String, topics: Topics, counters:
                     })
                     .collect();
                 let report = ObservedPods { node: name.clone(), generation: set.generation, pods };
-                if client.publish(&observed, QoS::AtLeastOnce, true, wire::encode(&report)).await.is_ok() {
+                if client.try_publish(&observed, QoS::AtLeastOnce, true, wire::encode(&report)).is_ok() {
                     counters.observed_sent.fetch_add(1, Ordering::Relaxed);
                 }
             }
