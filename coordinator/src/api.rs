@@ -28,6 +28,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::server::log;
+
 /// What a client asked for.
 #[derive(Debug)]
 pub enum ApiRequest {
@@ -130,7 +132,7 @@ pub fn serve(listener: tokio::net::TcpListener, token: String, calls: mpsc::Send
         if let Err(e) =
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await
         {
-            eprintln!("bramble coordinator: http api stopped: {e}");
+            log(format!("http api stopped: {e}"));
         }
     });
 }

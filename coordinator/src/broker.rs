@@ -19,6 +19,7 @@ use rmqtt::types::{AuthResult, PublishAclResult, Retain, SubscribeAclResult, Top
 use tokio::sync::RwLock;
 
 use crate::acl::{self, Client, Secrets};
+use crate::server::log;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -60,7 +61,7 @@ pub async fn start(addr: SocketAddr, secrets: Secrets, topics: Topics) -> Result
     let server = MqttServer::new(scx).listener(listener).build();
     tokio::spawn(async move {
         if let Err(e) = server.run().await {
-            eprintln!("bramble coordinator: mqtt broker stopped: {e}");
+            log(format!("mqtt broker stopped: {e}"));
         }
     });
     Ok(())
@@ -88,7 +89,7 @@ impl Handler for Rules {
                 let result = match acl::authenticate(&self.secrets, user, password) {
                     Ok(client) => AuthResult::Allow(client == Client::Coordinator, None),
                     Err(refusal) => {
-                        eprintln!("bramble coordinator: mqtt connection refused: {refusal}");
+                        log(format!("mqtt connection refused: {refusal}"));
                         AuthResult::BadUsernameOrPassword
                     }
                 };

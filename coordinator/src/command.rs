@@ -8,7 +8,7 @@ use std::time::Duration;
 use bramble_common::wire::Topics;
 
 use crate::scheduler::Placement;
-use crate::server::{self, Config};
+use crate::server::{self, Config, log};
 use crate::with_agent;
 
 #[derive(Debug, clap::Args)]
@@ -149,7 +149,7 @@ fn raise_open_files_limit() {
         && soft < hard
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
     {
-        eprintln!("bramble coordinator: cannot raise the open files limit from {soft} to {hard}: {e}");
+        log(format!("cannot raise the open files limit from {soft} to {hard}: {e}"));
     }
 }
 

@@ -50,7 +50,8 @@ enum Input {
     Api(ApiCall),
 }
 
-fn log(line: impl AsRef<str>) {
+/// One line on standard error, the coordinator's log.
+pub(crate) fn log(line: impl AsRef<str>) {
     eprintln!("bramble coordinator: {}", line.as_ref());
 }
 
@@ -290,6 +291,11 @@ impl Coordinator {
         })
     }
 
+    /// How many pods are bound to board `name`.
+    fn pods_on(&self, name: &str) -> usize {
+        self.cluster.pods().filter(|p| p.node.as_deref() == Some(name)).count()
+    }
+
     /// Every board the coordinator knows: remembered in the store or heard from.
     fn facts(&self) -> Vec<NodeFacts> {
         let now = self.now_ms();
@@ -387,11 +393,17 @@ impl Coordinator {
         match request {
             ApiRequest::Apply { namespace, source, text } => self.apply(&namespace, &source, &text),
             ApiRequest::ListNodes => {
-                let items = facts.iter().map(|f| views::node(f, &self.nodes, &self.cluster)).collect();
+                // Pods per board counted once, not once per board.
+                let mut pods: BTreeMap<&str, usize> = BTreeMap::new();
+                for node in self.cluster.pods().filter_map(|p| p.node.as_deref()) {
+                    *pods.entry(node).or_default() += 1;
+                }
+                let count = |name: &str| pods.get(name).copied().unwrap_or(0);
+                let items = facts.iter().map(|f| views::node(f, &self.nodes, count(&f.name))).collect();
                 (StatusCode::OK, views::list("Node", "v1", items))
             }
             ApiRequest::GetNode { name } => match facts.iter().find(|f| f.name == name) {
-                Some(f) => (StatusCode::OK, views::node(f, &self.nodes, &self.cluster)),
+                Some(f) => (StatusCode::OK, views::node(f, &self.nodes, self.pods_on(&name))),
                 None => status(StatusCode::NOT_FOUND, "NotFound", format!("node {name} not found")),
             },
             ApiRequest::Cordon { name, cordoned } => {
@@ -402,8 +414,10 @@ impl Coordinator {
                 record.cordoned = cordoned;
                 self.cluster.put_node(&name, record);
                 let facts = self.facts();
-                let node =
-                    facts.iter().find(|f| f.name == name).map(|f| views::node(f, &self.nodes, &self.cluster));
+                let node = facts
+                    .iter()
+                    .find(|f| f.name == name)
+                    .map(|f| views::node(f, &self.nodes, self.pods_on(&name)));
                 (StatusCode::OK, node.unwrap_or_default())
             }
             ApiRequest::List { kind: Kind::Pod, namespace } => {

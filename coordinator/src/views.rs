@@ -109,7 +109,8 @@ pub fn deployment(d: &Deployment, cluster: &Cluster, nodes: &Nodes, facts: &[Nod
     value
 }
 
-pub fn node(facts: &NodeFacts, nodes: &Nodes, cluster: &Cluster) -> Value {
+/// A board as a Kubernetes Node; `pods` is how many pods are bound to it.
+pub fn node(facts: &NodeFacts, nodes: &Nodes, pods: usize) -> Value {
     let view = nodes.view(&facts.name);
     let status = view.and_then(|v| v.status.as_ref());
     let health = view.and_then(|v| v.health.as_ref());
@@ -122,7 +123,6 @@ pub fn node(facts: &NodeFacts, nodes: &Nodes, cluster: &Cluster) -> Value {
             String::from("no health heard from it yet since it came online or the coordinator started"),
         ),
     };
-    let pods = cluster.pods().filter(|p| p.node.as_deref() == Some(facts.name.as_str())).count();
     let mut labels: BTreeMap<String, String> = facts.labels.clone();
     labels.entry(crate::scheduler::HOSTNAME_LABEL.into()).or_insert_with(|| facts.name.clone());
     json!({

@@ -13,9 +13,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-fn log(line: impl AsRef<str>) {
-    eprintln!("bramble coordinator: {}", line.as_ref());
-}
+use crate::server::log;
 
 /// What to start.
 #[derive(Debug, Clone)]
