@@ -143,7 +143,7 @@ pub fn run(args: CoordinatorArgs) -> ExitCode {
 
 /// Every board holds a connection to the embedded broker: lift the soft limit on open files
 /// (often 1,024) to the hard one, as a service manager's `LimitNOFILE` would.
-fn raise_open_files_limit() {
+pub fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard

@@ -18,6 +18,29 @@ use crate::{
     require_tool, run, shims, spawn_agent_run, text, unmount_under, wait_until,
 };
 
+/// The Deployment the tests and benchmarks run: 6 replicas of `sleep` in busybox, small
+/// requests, a short grace period.
+pub const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 6
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:latest
+        command: [sleep, \"100000\"]
+        resources:
+          requests: {cpu: 10m, memory: 8Mi}
+";
+
 /// A network namespace joined to the host by a veth pair: host side `10.X.Y.1`, board side
 /// `10.X.Y.2`.
 #[derive(Debug)]
@@ -60,46 +83,48 @@ impl Drop for Netns {
     }
 }
 
-/// `bramble coordinator` on free ports with its own data directory.
+/// How to start a coordinator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The `bramble-coordinator` executable to run, or `None` for `bramble coordinator`.
+    pub program: Option<PathBuf>,
+    /// `--broker URL`, if the coordinator uses an external broker.
+    pub broker: Option<String>,
+    /// `--node-grace`.
+    pub node_grace: String,
+    /// More arguments.
+    pub extra: Vec<String>,
+}
+
+impl Default for Options {
+    /// `bramble coordinator` with its embedded broker and a node grace of 3 s.
+    fn default() -> Options {
+        Options { program: None, broker: None, node_grace: "3s".into(), extra: Vec::new() }
+    }
+}
+
+/// A coordinator on free ports with its own data directory.
 #[derive(Debug)]
 pub struct Coordinator {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pub api_port: u16,
     pub mqtt_port: u16,
-    /// `--broker URL`, if the coordinator uses an external broker.
-    broker: Option<String>,
-    /// `--node-grace`.
-    node_grace: String,
-    /// More arguments for `bramble coordinator`.
-    extra: Vec<String>,
+    options: Options,
     /// Read once the coordinator has made it.
     pub api_token: String,
 }
 
 impl Coordinator {
-    /// Starts a coordinator with its embedded broker, or with `broker` (`mqtt://HOST:PORT`),
-    /// and a node grace of 3 s.
-    pub fn start(broker: Option<String>) -> Coordinator {
-        Coordinator::start_with(broker, "3s")
-    }
-
-    /// Starts a coordinator with `--node-grace node_grace`.
-    pub fn start_with(broker: Option<String>, node_grace: &str) -> Coordinator {
-        Coordinator::start_with_args(broker, node_grace, &[])
-    }
-
-    /// Starts a coordinator with `--node-grace node_grace` and `extra` arguments.
-    pub fn start_with_args(broker: Option<String>, node_grace: &str, extra: &[String]) -> Coordinator {
+    /// Starts a coordinator and waits for its API.
+    pub fn start(options: Options) -> Coordinator {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut coordinator = Coordinator {
             dir,
             child: None,
             api_port: free_port(),
             mqtt_port: free_port(),
-            broker,
-            node_grace: node_grace.to_owned(),
-            extra: extra.to_vec(),
+            options,
             api_token: String::new(),
         };
         coordinator.spawn();
@@ -118,24 +143,35 @@ impl Coordinator {
         coordinator
     }
 
+    /// The coordinator's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn spawn(&mut self) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("coordinator.log"))
             .expect("log");
-        let mut command = Command::new(binary("bramble"));
+        let mut command = match &self.options.program {
+            Some(program) => Command::new(program),
+            None => {
+                let mut bramble = Command::new(binary("bramble"));
+                bramble.arg("coordinator");
+                bramble
+            }
+        };
         command
-            .arg("coordinator")
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .args(["--listen", &format!("0.0.0.0:{}", self.api_port)])
             .args(["--mqtt-listen", &format!("0.0.0.0:{}", self.mqtt_port)])
-            .args(["--node-grace", &self.node_grace]);
-        if let Some(broker) = &self.broker {
+            .args(["--node-grace", &self.options.node_grace]);
+        if let Some(broker) = &self.options.broker {
             command.args(["--broker", broker]);
         }
-        command.args(&self.extra);
+        command.args(&self.options.extra);
         let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start the coordinator");
         self.child = Some(child);
     }
@@ -194,9 +230,15 @@ impl Coordinator {
         out
     }
 
-    pub fn pods(&self) -> Vec<Value> {
-        let list: Value = serde_json::from_str(&self.bramble(&["get", "pods", "-o", "json"])).expect("json");
+    /// `bramble get KIND -A -o json`: the objects of every namespace.
+    pub fn items(&self, kind: &str) -> Vec<Value> {
+        let list: Value =
+            serde_json::from_str(&self.bramble(&["get", kind, "-A", "-o", "json"])).expect("json");
         list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn pods(&self) -> Vec<Value> {
+        self.items("pods")
     }
 
     /// Running pods per board, if every pod is Running and Ready.
@@ -477,4 +519,16 @@ pub fn same_pods_after_restart(
 /// How many times the agent log of each board says it connected.
 pub fn connections(boards: &[Board]) -> Vec<usize> {
     boards.iter().map(|b| b.log().matches("connected to mqtt://").count()).collect()
+}
+
+/// Deletes the test Deployment, waits until no board runs a container, and checks that no
+/// agent panicked.
+pub fn delete_web_and_check_logs(coordinator: &Coordinator, boards: &[Board]) {
+    coordinator.bramble(&["delete", "deployment/web"]);
+    until(coordinator, "no containers left", 30, || {
+        (boards.iter().map(Board::running_containers).sum::<usize>() == 0).then_some(())
+    });
+    for board in boards {
+        assert!(!board.log().contains("panicked"), "{}", board.log());
+    }
 }

@@ -7,38 +7,17 @@ use std::fs;
 use std::process::Command;
 
 use bramble_tests::cluster::{
-    Board, Coordinator, Mosquitto, connections, container_pids, counts, same_pods_after_restart, until,
-    until_ready,
+    Board, Coordinator, DEPLOYMENT, Mosquitto, Options, connections, container_pids, counts,
+    delete_web_and_check_logs, same_pods_after_restart, until, until_ready,
 };
 use bramble_tests::{free_port, http_get, kill_9, require_root, require_tool, run, text};
-
-const DEPLOYMENT: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 6
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: c
-        image: busybox:latest
-        command: [sleep, \"100000\"]
-        resources:
-          requests: {cpu: 10m, memory: 8Mi}
-";
 
 #[test]
 fn three_boards_spread_scale_heal_and_refuse_strangers() {
     require_root();
     require_tool("ip");
     require_tool("nsenter");
-    let mut coordinator = Coordinator::start(None);
+    let mut coordinator = Coordinator::start(Options::default());
     let join = coordinator.secret("join-token");
     let mut boards: Vec<Board> = (1..=3).map(Board::new).collect();
     for board in &mut boards {
@@ -156,13 +135,7 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     assert!(coordinator.log().contains(&format!("user \"{}\": wrong password or join token", stranger.name)));
     drop(stranger);
 
-    coordinator.bramble(&["delete", "deployment/web"]);
-    until(&coordinator, "no containers left", 30, || {
-        (boards.iter().map(Board::running_containers).sum::<usize>() == 0).then_some(())
-    });
-    for board in &boards {
-        assert!(!board.log().contains("panicked"), "{}", board.log());
-    }
+    delete_web_and_check_logs(&coordinator, &boards);
 }
 
 /// The same cluster through Mosquitto 2 (`--broker`), with its password file and the generated
@@ -175,7 +148,10 @@ fn mosquitto_broker_cut_link_and_restarts() {
     require_tool("nsenter");
     require_tool("mosquitto_sub");
     let broker_port = free_port();
-    let mut coordinator = Coordinator::start(Some(format!("mqtt://127.0.0.1:{broker_port}")));
+    let mut coordinator = Coordinator::start(Options {
+        broker: Some(format!("mqtt://127.0.0.1:{broker_port}")),
+        ..Options::default()
+    });
     let join = coordinator.secret("join-token");
     let mut boards: Vec<Board> = (5..=7).map(Board::new).collect();
     let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
@@ -241,13 +217,7 @@ fn mosquitto_broker_cut_link_and_restarts() {
     coordinator.kill_and_restart();
     same_pods_after_restart(&coordinator, &boards, &before, "a coordinator restart");
 
-    coordinator.bramble(&["delete", "deployment/web"]);
-    until(&coordinator, "no containers left", 30, || {
-        (boards.iter().map(Board::running_containers).sum::<usize>() == 0).then_some(())
-    });
-    for board in &boards {
-        assert!(!board.log().contains("panicked"), "{}", board.log());
-    }
+    delete_web_and_check_logs(&coordinator, &boards);
 }
 
 /// `bramble coordinator --with-agent`: one command, a one-board cluster. The agent it starts
@@ -266,7 +236,7 @@ fn coordinator_with_agent_is_a_one_board_cluster() {
         agent_arg("name", &board.name),
         agent_arg("health-interval-ms", "500"),
     ];
-    let mut coordinator = Coordinator::start_with_args(None, "3s", &extra);
+    let mut coordinator = Coordinator::start(Options { extra: extra.to_vec(), ..Options::default() });
     until_ready(&coordinator, std::slice::from_ref(&board.name), "the coordinator's own board Ready");
 
     let manifest = coordinator.dir.path().join("web.yaml");

@@ -16,31 +16,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use bramble_tests::cluster::{Board, Coordinator, until, until_ready};
+use bramble_tests::cluster::{Board, Coordinator, DEPLOYMENT, Options, until, until_ready};
 use bramble_tests::{kill_containers, require_root, require_tool};
 
 const REPLICAS: usize = 6;
-
-const DEPLOYMENT: &str = "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 6
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: c
-        image: busybox:latest
-        command: [sleep, \"100000\"]
-        resources:
-          requests: {cpu: 10m, memory: 8Mi}
-";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Loss {
@@ -121,7 +100,8 @@ fn measure(setting: &Setting, runs: usize) -> Vec<(Loss, f64)> {
         "== {} (--node-grace {}, health every {} ms)",
         setting.name, setting.node_grace, setting.health_interval_ms
     );
-    let coordinator = Coordinator::start_with(None, setting.node_grace);
+    let coordinator =
+        Coordinator::start(Options { node_grace: setting.node_grace.into(), ..Options::default() });
     let join = coordinator.secret("join-token");
     let mut boards: Vec<Board> = (1..=3).map(Board::new).collect();
     for board in &mut boards {

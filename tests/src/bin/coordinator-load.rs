@@ -11,7 +11,6 @@
 //! Usage: coordinator-load COORDINATOR_BINARY [BOARDS] [PODS] [SECONDS]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,9 +18,10 @@ use std::time::{Duration, Instant};
 use bramble_common::wire::{
     self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, PodPhase, PodReport, Topics,
 };
-use bramble_tests::{binary, free_port, kill_child, run, text, wait_until};
+use bramble_coordinator::command::raise_open_files_limit;
+use bramble_tests::cluster::{Coordinator, Options};
+use bramble_tests::wait_until;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
-use serde_json::Value;
 
 /// What the simulated boards did, for the report.
 #[derive(Debug, Default)]
@@ -31,82 +31,6 @@ struct Counters {
     health_sent: AtomicU64,
     desired_received: AtomicU64,
     observed_sent: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Coordinator {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    api_port: u16,
-    mqtt_port: u16,
-    token: String,
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-    }
-}
-
-impl Coordinator {
-    fn start(exe: &str) -> Coordinator {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (api_port, mqtt_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("coordinator.log")).expect("log");
-        let child = Command::new(exe)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen", &format!("127.0.0.1:{api_port}")])
-            .args(["--mqtt-listen", &format!("127.0.0.1:{mqtt_port}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the coordinator");
-        let mut coordinator =
-            Coordinator { dir, child: Some(child), api_port, mqtt_port, token: String::new() };
-        let token = coordinator.dir.path().join("data/api-token");
-        wait_until(
-            "the coordinator's API",
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            || {
-                (token.exists() && std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok())
-                    .then_some(())
-            },
-            || coordinator.log(),
-        );
-        coordinator.token = coordinator.secret("api-token");
-        coordinator
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn secret(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("data").join(name)).expect("secret").trim().to_owned()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("coordinator.log")).unwrap_or_default()
-    }
-
-    fn bramble(&self, args: &[&str]) -> String {
-        let output = run(Command::new(binary("bramble"))
-            .args(args)
-            .env("BRAMBLE_SERVER", format!("http://127.0.0.1:{}", self.api_port))
-            .env("BRAMBLE_TOKEN", &self.token)
-            .env("BRAMBLE_CONFIG", "/nonexistent"));
-        let (out, err) = text(&output);
-        assert!(output.status.success(), "bramble {args:?}: {err}\n{}", self.log());
-        out
-    }
-
-    fn items(&self, kind: &str) -> Vec<Value> {
-        let list: Value =
-            serde_json::from_str(&self.bramble(&["get", kind, "-A", "-o", "json"])).expect("json");
-        list["items"].as_array().cloned().unwrap_or_default()
-    }
 }
 
 /// CPU time (user + system) of process `pid` in seconds, and its resident and peak resident
@@ -131,13 +55,6 @@ fn usage(pid: u32) -> (f64, u64, u64) {
             * 1024
     };
     (cpu, kb("VmRSS:"), kb("VmHWM:"))
-}
-
-fn raise_open_files_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
 }
 
 /// One simulated board until the process ends.
@@ -245,14 +162,18 @@ fn main() {
     let arg = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (boards, pods, seconds) = (arg(2, 1000), arg(3, 3000), arg(4, 30));
     raise_open_files_limit();
-    let coordinator = Coordinator::start(&exe);
+    let coordinator = Coordinator::start(Options {
+        program: Some(exe.into()),
+        node_grace: "10s".into(),
+        ..Options::default()
+    });
     let join = coordinator.secret("join-token");
     let topics = Topics::new(wire::DEFAULT_PREFIX).expect("the default prefix");
     let counters = Arc::new(Counters::default());
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
 
-    let (_, rss_idle, _) = usage(coordinator.pid());
+    let (_, rss_idle, _) = usage(coordinator.pid().unwrap_or(0));
     let connecting = Instant::now();
     runtime.block_on(async {
         for i in 0..boards {
@@ -306,11 +227,11 @@ fn main() {
 
     // Steady state: health from every board at 1 Hz.
     std::thread::sleep(Duration::from_secs(5));
-    let (cpu_before, _, _) = usage(coordinator.pid());
+    let (cpu_before, _, _) = usage(coordinator.pid().unwrap_or(0));
     let health_before = counters.health_sent.load(Ordering::Relaxed);
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(seconds as u64));
-    let (cpu_after, rss, peak) = usage(coordinator.pid());
+    let (cpu_after, rss, peak) = usage(coordinator.pid().unwrap_or(0));
     let elapsed = window.elapsed().as_secs_f64();
     let health_rate = (counters.health_sent.load(Ordering::Relaxed) - health_before) as f64 / elapsed;
     let cpu_percent = (cpu_after - cpu_before) / elapsed * 100.0;
