@@ -10,10 +10,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bramble_common::wire::{self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, Topics};
+use bramble_common::wire::{
+    self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, Request, Response, Topics,
+};
 
 use crate::log;
-use rumqttc::{Client, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS};
+use crate::requests::{Reply, Requests};
+use rumqttc::{
+    Client, ConnectReturnCode, ConnectionError, Event, LastWill, MqttOptions, Packet, QoS, SubscribeFilter,
+};
 
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
@@ -44,16 +49,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Starts the session thread; `deliver` gets each desired set that arrives.
+    /// Starts the session thread; `deliver` gets each desired set that arrives, `requests`
+    /// serves `logs` and `exec`.
     pub fn start(
         options: &ClusterOptions,
         deliver: impl Fn(DesiredPods) + Send + 'static,
+        requests: Requests,
     ) -> Result<Session, String> {
         let (host, port) = wire::parse_broker_url(&options.server).map_err(|e| format!("--server: {e}"))?;
         let topics = Topics::new(&options.prefix).map_err(|e| e.to_string())?;
         let node = options.node.clone();
         let topic = |channel| topics.node(&node, channel).map_err(|e| format!("--name: {e}"));
         let (status_topic, desired_topic) = (topic(Channel::Status)?, topic(Channel::Desired)?);
+        let requests_topic = topic(Channel::Requests)?;
         let status = |online| {
             wire::encode(&NodeStatus {
                 node: node.clone(),
@@ -79,6 +87,8 @@ impl Session {
             health_topic: topic(Channel::Health)?,
             last_observed: Arc::default(),
         };
+        let responses: Arc<dyn Reply> =
+            Arc::new(Responses { client: client.clone(), topic: topic(Channel::Responses)? });
         let observed = Arc::clone(&session.last_observed);
         let observed_topic = session.observed_topic.clone();
         let server = options.server.clone();
@@ -92,8 +102,9 @@ impl Session {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             log(format!("connected to {server} as {node}"));
                             last_error.clear();
-                            // Requests (logs, exec) are subscribed to once they are served.
-                            let _ = client.try_subscribe(desired_topic.clone(), QoS::AtLeastOnce);
+                            let filters = [&desired_topic, &requests_topic]
+                                .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                            let _ = client.try_subscribe_many(filters);
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
                             // Subscribed to the assignments: now announce, and say what runs.
@@ -110,6 +121,15 @@ impl Session {
                                     dropped += 1;
                                     log(format!("dropped desired pods for {} on {}: not this board ({dropped} dropped)", desired.node, p.topic));
                                 }
+                                Err(e) => {
+                                    dropped += 1;
+                                    log(format!("dropped a message on {}: {e} ({dropped} dropped)", p.topic));
+                                }
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == requests_topic => {
+                            match wire::decode::<Request>(&p.payload) {
+                                Ok(request) => requests.handle(request, Arc::clone(&responses)),
                                 Err(e) => {
                                     dropped += 1;
                                     log(format!("dropped a message on {}: {e} ({dropped} dropped)", p.topic));
@@ -161,6 +181,27 @@ impl Session {
         // While disconnected the queue fills and messages are dropped: health is periodic and
         // the observed pods go out again after the reconnect.
         let _ = self.client.try_publish(topic, QoS::AtLeastOnce, retain, bytes);
+    }
+}
+
+/// Answers to requests, on the board's `responses` topic.
+struct Responses {
+    client: Client,
+    topic: String,
+}
+
+impl Reply for Responses {
+    fn send(&self, response: &Response) -> bool {
+        let bytes = wire::encode(response);
+        // The queue is full while the link is down or the output outruns it: wait up to 10 s
+        // for room, then give the request up rather than hold a thread forever.
+        for _ in 0..100 {
+            if self.client.try_publish(&self.topic, QoS::AtLeastOnce, false, bytes.clone()).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 }
 

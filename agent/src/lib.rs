@@ -13,6 +13,7 @@ mod image_cmd;
 mod logs_cmd;
 pub mod probe;
 pub mod reconcile;
+mod requests;
 pub mod runtime;
 pub mod status;
 mod validate;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::daemon::container_id;
-use crate::daemon::records::PodStore;
+use crate::daemon::records::{PodRecord, PodStore};
 use crate::runtime::{self, logs::rotated};
 
 #[derive(Debug, clap::Args)]
@@ -41,12 +41,40 @@ pub fn run(state_dir: &Path, args: &LogsArgs) -> ExitCode {
 
 fn show(state_dir: &Path, args: &LogsArgs) -> Result<(), String> {
     let store = PodStore::new(state_dir);
-    let record = store
-        .find(&args.namespace, &args.pod)
-        .ok_or_else(|| format!("no pod {}/{} on this board", args.namespace, args.pod))?;
+    let (record, container) = locate(&store, &args.namespace, &args.pod, args.container.as_deref())?;
+    let path = runtime::log_path(state_dir, &container_id(&record.uid, &container));
+    let text = read_log(&path, args.tail)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&text).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    if !args.follow {
+        return Ok(());
+    }
+    drop(out);
+    // A failed write means the reader went away.
+    follow(
+        &path,
+        || store.exists(&record.uid),
+        |bytes| {
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush()).is_ok()
+        },
+    )
+}
+
+/// The record of pod `namespace/pod` on this board and the container meant: `container`, or the
+/// pod's only one.
+pub(crate) fn locate(
+    store: &PodStore,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Result<(PodRecord, String), String> {
+    let record =
+        store.find(namespace, pod).ok_or_else(|| format!("no pod {namespace}/{pod} on this board"))?;
     let names: Vec<&String> = record.containers.keys().collect();
-    let container = match (&args.container, names.as_slice()) {
-        (Some(c), _) if record.containers.contains_key(c) => c.clone(),
+    let container = match (container, names.as_slice()) {
+        (Some(c), _) if record.containers.contains_key(c) => c.to_owned(),
         (Some(c), _) => {
             return Err(format!(
                 "pod {}/{} has no container {c:?} (it has: {})",
@@ -65,29 +93,26 @@ fn show(state_dir: &Path, args: &LogsArgs) -> Result<(), String> {
             ));
         }
     };
-    let path = runtime::log_path(state_dir, &container_id(&record.uid, &container));
-    let mut text = Vec::new();
-    for file in [rotated(&path), path.clone()] {
-        if let Ok(mut f) = File::open(&file) {
-            f.read_to_end(&mut text).map_err(|e| format!("{}: {e}", file.display()))?;
-        }
-    }
-    let start = match args.tail {
-        Some(n) => tail_start(&text, n),
-        None => 0,
-    };
-    let mut out = std::io::stdout().lock();
-    out.write_all(&text[start..]).map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
-    if !args.follow {
-        return Ok(());
-    }
-    drop(out);
-    follow(&path, || store.exists(&record.uid))
+    Ok((record, container))
 }
 
 fn join(names: &[&String]) -> String {
     names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// A container's output from its log files (the older one first): all of it, or the last `tail`
+/// lines.
+pub(crate) fn read_log(path: &Path, tail: Option<usize>) -> Result<Vec<u8>, String> {
+    let mut text = Vec::new();
+    for file in [rotated(path), path.to_owned()] {
+        if let Ok(mut f) = File::open(&file) {
+            f.read_to_end(&mut text).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+    }
+    if let Some(n) = tail {
+        text.drain(..tail_start(&text, n));
+    }
+    Ok(text)
 }
 
 /// Where the last `n` lines of `text` begin.
@@ -99,8 +124,13 @@ fn tail_start(text: &[u8], n: usize) -> usize {
     body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(n - 1).map_or(0, |(i, _)| i + 1)
 }
 
-/// Prints what is appended to `path` (following it across rotation) while `alive()` holds.
-fn follow(path: &Path, alive: impl Fn() -> bool) -> Result<(), String> {
+/// Hands `sink` what is appended to `path` (following it across rotation) while `alive()`
+/// holds and `sink` returns true.
+pub(crate) fn follow(
+    path: &Path,
+    alive: impl Fn() -> bool,
+    mut sink: impl FnMut(&[u8]) -> bool,
+) -> Result<(), String> {
     let identity = |p: &Path| fs::metadata(p).ok().map(|m| (m.ino(), m.len()));
     let (mut inode, mut offset) = identity(path).unwrap_or((0, 0));
     let mut buf = vec![0u8; 8192];
@@ -118,15 +148,14 @@ fn follow(path: &Path, alive: impl Fn() -> bool) -> Result<(), String> {
         if len > offset {
             let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
             f.seek(SeekFrom::Start(offset)).map_err(|e| e.to_string())?;
-            let mut out = std::io::stdout().lock();
             loop {
                 let n = f.read(&mut buf).map_err(|e| e.to_string())?;
                 if n == 0 {
                     break;
                 }
                 offset += n as u64;
-                if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                    return Ok(()); // the reader went away
+                if !sink(&buf[..n]) {
+                    return Ok(());
                 }
             }
         } else if !alive() {

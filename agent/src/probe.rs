@@ -10,7 +10,6 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bramble_common::objects::{Container, HttpGetAction, IntOrString, Probe, ProbeAction, Scheme};
@@ -226,19 +225,14 @@ fn http_get(get: &HttpGetAction, target: &Target, timeout: Duration) -> Result<(
 }
 
 fn exec(command: &[String], target: &Target, timeout: Duration) -> Result<(), String> {
-    let mut child = Command::new(&target.agent_binary)
-        .arg("exec-in")
-        .arg("--root")
-        .arg(&target.state_root)
-        .arg("--id")
-        .arg(&target.container_id)
-        .arg("--")
-        .args(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("exec {}: {e}", target.agent_binary.display()))?;
+    let mut child = crate::runtime::exec::exec_in_command(
+        &target.agent_binary,
+        &target.state_root,
+        &target.container_id,
+        command,
+    )
+    .spawn()
+    .map_err(|e| format!("exec {}: {e}", target.agent_binary.display()))?;
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {

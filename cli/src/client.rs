@@ -89,6 +89,36 @@ impl Client {
         Ok(body)
     }
 
+    /// An answer read as it comes (`logs -f`, `exec`): no overall time limit, only for the
+    /// answer to begin; an error status is reported as [`Client::answer`] does.
+    fn opened(
+        &self,
+        what: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<ureq::Body> {
+        let response =
+            result.with_context(|| format!("{what}: cannot reach the coordinator at {}", self.server))?;
+        if response.status().is_success() {
+            return Ok(response.into_body());
+        }
+        let status = response.status();
+        self.answer(what, Ok(response))?;
+        bail!("{what}: the coordinator answered {status}")
+    }
+
+    /// GET whose answer is read as it comes.
+    pub fn get_stream(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<ureq::Body> {
+        let request = query.iter().fold(self.agent.get(self.url(path)), |r, (k, v)| r.query(*k, *v));
+        let request = request.config().timeout_global(None).build();
+        self.opened(&format!("GET {path}"), request.header("Authorization", self.bearer()).call())
+    }
+
+    /// POST whose answer is read as it comes.
+    pub fn post_stream(&self, path: &str, body: &[u8]) -> anyhow::Result<ureq::Body> {
+        let request = self.agent.post(self.url(path)).config().timeout_global(None).build();
+        self.opened(&format!("POST {path}"), request.header("Authorization", self.bearer()).send(body))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server)
     }

@@ -6,6 +6,7 @@ mod client;
 mod edit;
 mod get;
 mod manifest_files;
+mod pod_cmd;
 mod resource;
 mod validate;
 
@@ -80,6 +81,30 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print a container's output: `logs web-6f9c-xk2p`, `logs -f deployment/web`.
+    Logs {
+        /// A pod, `pod/NAME`, or `deployment/NAME` (one of its pods).
+        pod: String,
+        /// The container; may be left out when the pod has one.
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Keep printing what the container writes.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u32>,
+    },
+    /// Run a command in a pod's container: `exec web-6f9c-xk2p -- cat /etc/hostname`.
+    Exec {
+        /// A pod, `pod/NAME`, or `deployment/NAME` (one of its pods).
+        pod: String,
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Run the coordinator (the control plane) with its embedded MQTT broker.
     Coordinator(bramble_coordinator::command::CoordinatorArgs),
 }
@@ -103,6 +128,12 @@ pub fn main() -> ExitCode {
             Command::Cordon { node } => edit::cordon(&client, &node, true),
             Command::Uncordon { node } => edit::cordon(&client, &node, false),
             Command::Drain { node, force } => edit::drain(&client, &node, force),
+            Command::Logs { pod, container, follow, tail } => {
+                pod_cmd::logs(&client, &pod, &namespace, container.as_deref(), follow, tail)
+            }
+            Command::Exec { pod, container, command } => {
+                pod_cmd::exec(&client, &pod, &namespace, container.as_deref(), &command)
+            }
             Command::Validate { .. } | Command::Coordinator(_) => Ok(ExitCode::SUCCESS),
         }),
     };

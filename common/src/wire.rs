@@ -319,14 +319,17 @@ pub enum Action {
 
 /// One piece of the answer to a [`Request`], on `nodes/NODE/responses`. Chunks of one request
 /// come in `seq` order; the last has `done: true` (and `exitCode` for an exec, or `error`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Response {
     pub id: String,
     pub seq: u32,
-    /// Output as text (invalid UTF-8 replaced), at most about 64 KiB per chunk.
+    /// Output as text (invalid UTF-8 replaced), at most [`MAX_CHUNK_BYTES`] per chunk.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data: String,
+    /// Which output of an exec `data` comes from; logs (both outputs in one file) leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<OutputStream>,
     #[serde(default)]
     pub done: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -336,6 +339,16 @@ pub struct Response {
     pub error: Option<String>,
 }
 impl Message for Response {}
+
+/// The largest `data` of one [`Response`].
+pub const MAX_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,8 @@
 //! | PATCH | `/api/v1/nodes/NAME` | `{"spec":{"unschedulable":true}}` cordons |
 //! | GET | `/api/v1/pods`, `/api/v1/namespaces/NS/pods[/NAME]` | pods with status |
 //! | DELETE | `/api/v1/namespaces/NS/pods/NAME` | a Deployment makes a new one |
+//! | GET | `/api/v1/namespaces/NS/pods/NAME/log?container=&follow=&tailLines=` | text, streamed |
+//! | POST | `/api/v1/namespaces/NS/pods/NAME/exec` | `{"command":[…],"container":…}`; NDJSON chunks, streamed |
 //! | GET | `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/NS/deployments[/NAME]` | |
 //! | PUT | `/apis/apps/v1/namespaces/NS/deployments/NAME/scale` | `{"spec":{"replicas":N}}` |
 //! | GET, DELETE | `/api/v1/namespaces/NS/{services,configmaps}[/NAME]`, `/api/v1/namespaces[/NAME]` | |
@@ -15,15 +17,17 @@
 //! | POST | `/apis/bramble.dev/v1/apply?namespace=NS` | body: YAML or JSON manifests |
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use bramble_common::objects::Kind;
+use bramble_common::wire::{Action, Response as Chunk};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
@@ -33,15 +37,51 @@ use crate::server::log;
 /// What a client asked for.
 #[derive(Debug)]
 pub enum ApiRequest {
-    Apply { namespace: String, source: String, text: Vec<u8> },
-    List { kind: Kind, namespace: Option<String> },
+    Apply {
+        namespace: String,
+        source: String,
+        text: Vec<u8>,
+    },
+    List {
+        kind: Kind,
+        namespace: Option<String>,
+    },
     ListNodes,
-    Get { kind: Kind, namespace: String, name: String },
-    GetNode { name: String },
-    Delete { kind: Kind, namespace: String, name: String },
-    Scale { namespace: String, name: String, replicas: u32 },
-    Cordon { name: String, cordoned: bool },
+    Get {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
+    GetNode {
+        name: String,
+    },
+    Delete {
+        kind: Kind,
+        namespace: String,
+        name: String,
+    },
+    Scale {
+        namespace: String,
+        name: String,
+        replicas: u32,
+    },
+    Cordon {
+        name: String,
+        cordoned: bool,
+    },
+    /// Logs or exec on the pod's board; the answer names the board, the chunks follow on
+    /// `chunks`.
+    Pod {
+        namespace: String,
+        name: String,
+        container: Option<String>,
+        action: Action,
+        chunks: mpsc::Sender<Chunk>,
+    },
 }
+
+/// How long a board may take to send the first chunk of an answer.
+const FIRST_ANSWER: Duration = Duration::from_secs(10);
 
 /// The loop's answer: a status code and a JSON body.
 pub type ApiReply = (StatusCode, Value);
@@ -97,6 +137,8 @@ pub fn serve(listener: tokio::net::TcpListener, token: String, calls: mpsc::Send
                 .patch(patch_node),
         )
         .merge(namespaced("pods", Kind::Pod))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
+        .route("/api/v1/namespaces/{ns}/pods/{name}/exec", post(pod_exec))
         .merge(namespaced("services", Kind::Service))
         .merge(namespaced("configmaps", Kind::ConfigMap))
         .route("/api/v1/namespaces", get(|s: State<ApiState>| list(s, Kind::Namespace, None)))
@@ -142,16 +184,125 @@ fn reply((code, body): ApiReply) -> Response {
 }
 
 async fn call(State(state): State<ApiState>, request: ApiRequest) -> Response {
+    reply(ask(&state, request).await)
+}
+
+/// The loop's answer to `request`.
+async fn ask(state: &ApiState, request: ApiRequest) -> ApiReply {
     let (tx, rx) = oneshot::channel();
     if state.calls.send(ApiCall { request, reply: tx }).await.is_err() {
-        return reply(status(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the coordinator is stopping"));
+        return status(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the coordinator is stopping");
     }
-    match rx.await {
-        Ok(answer) => reply(answer),
-        Err(_) => {
-            reply(status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "the request was dropped"))
+    rx.await.unwrap_or_else(|_| {
+        status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "the request was dropped")
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogQuery {
+    container: Option<String>,
+    #[serde(default)]
+    follow: bool,
+    tail_lines: Option<u32>,
+}
+
+async fn pod_log(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Response {
+    let action = Action::Logs { tail: query.tail_lines, follow: query.follow };
+    on_board(&state, namespace, name, query.container, action, Streamed::Text).await
+}
+
+#[derive(Deserialize)]
+struct ExecBody {
+    command: Vec<String>,
+    container: Option<String>,
+}
+
+async fn pod_exec(
+    State(state): State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body: ExecBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return reply(status(StatusCode::BAD_REQUEST, "BadRequest", format!("request body: {e}"))),
+    };
+    if body.command.is_empty() {
+        return reply(status(StatusCode::BAD_REQUEST, "BadRequest", "command: expected at least one word"));
+    }
+    let action = Action::Exec { command: body.command };
+    on_board(&state, namespace, name, body.container, action, Streamed::JsonLines).await
+}
+
+/// How the chunks of a board's answer reach the HTTP client.
+#[derive(Clone, Copy)]
+enum Streamed {
+    /// The output as it is (`logs`); an error after output began ends it with a line saying so.
+    Text,
+    /// One JSON chunk a line (`exec`): `{"stream":"stdout","data":…}`, last `{"done":true,"exitCode":N}`.
+    JsonLines,
+}
+
+/// Sends `action` to the board of pod `namespace/name` and streams its answer. Errors before
+/// the first chunk are a `Status` with a code; the board not answering in time is 504.
+async fn on_board(
+    state: &ApiState,
+    namespace: String,
+    name: String,
+    container: Option<String>,
+    action: Action,
+    streamed: Streamed,
+) -> Response {
+    let (chunks, mut rx) = mpsc::channel::<Chunk>(64);
+    let (code, body) = ask(state, ApiRequest::Pod { namespace, name, container, action, chunks }).await;
+    if !code.is_success() {
+        return reply((code, body));
+    }
+    let node = body["node"].as_str().unwrap_or_default().to_owned();
+    let first = match tokio::time::timeout(FIRST_ANSWER, rx.recv()).await {
+        Ok(Some(chunk)) => chunk,
+        Ok(None) => {
+            return reply(status(StatusCode::BAD_GATEWAY, "BoardGone", format!("board {node} went away")));
         }
+        Err(_) => {
+            let message = format!("board {node} did not answer within {}s", FIRST_ANSWER.as_secs());
+            return reply(status(StatusCode::GATEWAY_TIMEOUT, "Timeout", message));
+        }
+    };
+    if let (true, Some(error)) = (first.done, &first.error) {
+        return reply(status(StatusCode::NOT_FOUND, "BoardRefused", format!("board {node}: {error}")));
     }
+    let content_type = match streamed {
+        Streamed::Text => "text/plain; charset=utf-8",
+        Streamed::JsonLines => "application/x-ndjson",
+    };
+    // The receiver is dropped after the last chunk, which tells the loop the request is over.
+    let stream = futures_util::stream::unfold((Some(first), Some(rx)), move |(pending, rx)| async move {
+        let mut rx = rx?;
+        let chunk = match pending {
+            Some(chunk) => chunk,
+            None => rx.recv().await?,
+        };
+        let bytes = match streamed {
+            Streamed::Text => match &chunk.error {
+                Some(error) => format!("{}\n[bramble: {error}]\n", chunk.data).into_bytes(),
+                None => chunk.data.clone().into_bytes(),
+            },
+            Streamed::JsonLines => {
+                let mut line = serde_json::to_vec(&chunk).unwrap_or_default();
+                line.push(b'\n');
+                line
+            }
+        };
+        let rx = (!chunk.done).then_some(rx);
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(bytes)), (None, rx)))
+    });
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(stream))
+        .into_response()
 }
 
 async fn list(state: State<ApiState>, kind: Kind, namespace: Option<String>) -> Response {

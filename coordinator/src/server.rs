@@ -13,7 +13,8 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use bramble_common::objects::{DEFAULT_NAMESPACE, Kind};
 use bramble_common::wire::{
-    self, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, PodAssignment, Topics,
+    self, Action, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, PodAssignment, Request,
+    Response, Topics,
 };
 use bramble_common::{Object, parse_manifest_bytes};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -139,6 +140,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         topics,
         placement: config.placement,
         dropped: 0,
+        requests: BTreeMap::new(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,7 +151,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         // otherwise re-plan the cluster a thousand times a second.
         let due = tokio::select! {
             () = &mut shutdown => break,
-            _ = tick.tick() => true,
+            _ = tick.tick() => {
+                coordinator.sweep_requests();
+                true
+            }
             input = rx.recv() => {
                 let Some(input) = input else { break };
                 let mut due = coordinator.handle(input);
@@ -228,6 +233,16 @@ struct Coordinator {
     placement: Placement,
     /// Messages dropped as malformed, refused or stale.
     dropped: u64,
+    /// Logs and exec requests sent to boards and not finished, by id.
+    requests: BTreeMap<String, PendingRequest>,
+}
+
+/// A request on a board whose answer goes to an HTTP client.
+struct PendingRequest {
+    node: String,
+    chunks: mpsc::Sender<Response>,
+    /// The `seq` expected next: QoS 1 may deliver a chunk twice.
+    next_seq: u32,
 }
 
 impl Coordinator {
@@ -282,13 +297,142 @@ impl Coordinator {
                 .map_err(|e| e.to_string())
                 .and_then(|m| self.nodes.on_observed(node, m).map_err(|e| e.to_string()))
                 .map(|()| true),
-            Channel::Desired | Channel::Requests | Channel::Responses => Ok(false),
+            Channel::Responses => wire::decode::<Response>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|m| self.on_response(node, m))
+                .map(|()| false),
+            Channel::Desired | Channel::Requests => Ok(false),
         };
         result.unwrap_or_else(|e| {
             self.dropped += 1;
             log(format!("dropped a message on {topic} ({} dropped so far): {e}", self.dropped));
             false
         })
+    }
+
+    /// Hands a chunk of a board's answer to the HTTP client waiting for it.
+    fn on_response(&mut self, node: &str, response: Response) -> Result<(), String> {
+        let Some(pending) = self.requests.get_mut(&response.id) else {
+            // A chunk after the client went away, or a duplicate of the last one.
+            return Ok(());
+        };
+        if pending.node != node {
+            return Err(format!(
+                "response to request {} from {node}, which was sent to {}",
+                response.id, pending.node
+            ));
+        }
+        if response.seq < pending.next_seq {
+            return Ok(()); // delivered twice
+        }
+        if response.seq > pending.next_seq {
+            log(format!(
+                "request {}: chunks {}..{} from {node} lost",
+                response.id, pending.next_seq, response.seq
+            ));
+        }
+        pending.next_seq = response.seq + 1;
+        let (id, done) = (response.id.clone(), response.done);
+        if pending.chunks.try_send(response).is_err() {
+            // The client is gone, or reads so slowly that 64 chunks wait: stop the board's work.
+            self.cancel(&id);
+        } else if done {
+            self.requests.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Ends requests whose client went away (the board stops its work) or whose board is
+    /// NotReady (the client is told).
+    fn sweep_requests(&mut self) {
+        let now = self.now_ms();
+        let ids: Vec<String> = self.requests.keys().cloned().collect();
+        for id in ids {
+            let Some(pending) = self.requests.get(&id) else { continue };
+            if pending.chunks.is_closed() {
+                self.cancel(&id);
+            } else if let crate::nodes::Condition::NotReady { reason } =
+                self.nodes.condition(&pending.node, now)
+            {
+                let error = format!("board {} is NotReady: {reason}", pending.node);
+                let _ = pending.chunks.try_send(Response {
+                    id: id.clone(),
+                    done: true,
+                    error: Some(error),
+                    ..Response::default()
+                });
+                self.requests.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets request `id` and tells its board to stop it.
+    fn cancel(&mut self, id: &str) {
+        let Some(pending) = self.requests.remove(id) else { return };
+        self.send_request(
+            &pending.node,
+            Request {
+                id: format!("{id}-cancel"),
+                namespace: String::new(),
+                pod: String::new(),
+                container: None,
+                action: Action::Cancel { id: id.to_owned() },
+            },
+        );
+    }
+
+    fn send_request(&self, node: &str, request: Request) -> bool {
+        let Ok(topic) = self.topics.node(node, Channel::Requests) else { return false };
+        match self.client.try_publish(topic, QoS::AtLeastOnce, false, wire::encode(&request)) {
+            Ok(()) => true,
+            Err(e) => {
+                log(format!("cannot send request {} to {node}: {e}", request.id));
+                false
+            }
+        }
+    }
+
+    /// Sends logs or exec to the board of pod `namespace/name`; the answer names the board.
+    fn pod_request(
+        &mut self,
+        namespace: String,
+        name: String,
+        container: Option<String>,
+        action: Action,
+        chunks: mpsc::Sender<Response>,
+    ) -> ApiReply {
+        let key = format!("{namespace}/{name}");
+        let Some(pod) = self.cluster.pod(&key) else {
+            return status(StatusCode::NOT_FOUND, "NotFound", format!("pod {key} not found"));
+        };
+        let Some(node) = pod.node.clone() else {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("pod {key} is Pending: not on a board yet"),
+            );
+        };
+        if let crate::nodes::Condition::NotReady { reason } = self.nodes.condition(&node, self.now_ms()) {
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BoardNotReady",
+                format!("pod {key} is on board {node}, which is NotReady: {reason}"),
+            );
+        }
+        let id = {
+            use rand::Rng;
+            format!("{:016x}", rand::rng().random::<u64>())
+        };
+        let request = Request { id: id.clone(), namespace, pod: name, container, action };
+        if !self.send_request(&node, request) {
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "the coordinator's mqtt queue is full; try again",
+            );
+        }
+        self.requests.insert(id.clone(), PendingRequest { node: node.clone(), chunks, next_seq: 0 });
+        (StatusCode::OK, json!({"kind": "PodRequest", "id": id, "node": node}))
     }
 
     /// How many pods are bound to board `name`.
@@ -392,6 +536,9 @@ impl Coordinator {
         let facts = self.facts();
         match request {
             ApiRequest::Apply { namespace, source, text } => self.apply(&namespace, &source, &text),
+            ApiRequest::Pod { namespace, name, container, action, chunks } => {
+                self.pod_request(namespace, name, container, action, chunks)
+            }
             ApiRequest::ListNodes => {
                 // Pods per board counted once, not once per board.
                 let mut pods: BTreeMap<&str, usize> = BTreeMap::new();

@@ -135,7 +135,75 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     assert!(coordinator.log().contains(&format!("user \"{}\": wrong password or join token", stranger.name)));
     drop(stranger);
 
+    logs_and_exec_reach_the_board(&coordinator, &boards);
     delete_web_and_check_logs(&coordinator, &boards);
+}
+
+/// A pod that writes a few lines, then a tick a second.
+const TALKER: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: talker
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: busybox:latest
+    command: [sh, -c, 'echo line-1; echo line-2; while true; do sleep 1; echo tick; done']
+";
+
+/// `bramble logs` and `bramble exec` go through the coordinator and MQTT to the pod's board
+/// (in its own network namespace) and back.
+fn logs_and_exec_reach_the_board(coordinator: &Coordinator, boards: &[Board]) {
+    let manifest = coordinator.dir.path().join("talker.yaml");
+    fs::write(&manifest, TALKER).expect("manifest");
+    coordinator.bramble(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    let node = until(coordinator, "the talker Running", 30, || {
+        let pod = coordinator.items("pods").into_iter().find(|p| p["metadata"]["name"] == "talker")?;
+        (pod["status"]["phase"] == "Running").then(|| pod["spec"]["nodeName"].as_str().map(str::to_owned))?
+    });
+    let board = boards.iter().find(|b| b.name == node).expect("the talker's board is one of ours");
+
+    let logs = until(coordinator, "the talker's first lines in its logs", 20, || {
+        let out = coordinator.bramble(&["logs", "talker"]);
+        out.starts_with("line-1\nline-2\n").then_some(out)
+    });
+    assert!(logs.lines().skip(2).all(|l| l == "tick"), "{logs}");
+    let last = coordinator.bramble(&["logs", "--tail", "1", "talker"]);
+    assert_eq!(last.lines().count(), 1, "{last}");
+
+    // exec: stdout and stderr apart, the exit code passed on.
+    let exec = run(&mut coordinator.command(
+        &["exec", "talker", "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+        &coordinator.api_token,
+    ));
+    assert_eq!(exec.status.code(), Some(3), "{:?}", text(&exec));
+    assert_eq!(text(&exec), ("out\n".to_owned(), "err\n".to_owned()));
+    assert!(board.log().contains("exec in pod default/talker"), "exec is logged on the board");
+    // One of a Deployment's pods, as kubectl picks one.
+    let hostname = coordinator.bramble(&["exec", "deployment/web", "--", "cat", "/proc/1/cmdline"]);
+    assert!(hostname.starts_with("sleep"), "{hostname:?}");
+
+    // logs -f streams what is written after it began; when the client goes, the board stops.
+    let mut follow = coordinator.command(&["logs", "-f", "--tail", "0", "talker"], &coordinator.api_token);
+    let mut child = follow.stdout(std::process::Stdio::piped()).spawn().expect("bramble logs -f");
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().and_then(Result::ok);
+    assert_eq!(first.as_deref(), Some("tick"), "a new line arrives through logs -f");
+    let _ = child.kill();
+    let _ = child.wait();
+    until(coordinator, "the board told that the follow ended", 10, || {
+        board.log().contains("cancelled").then_some(())
+    });
+
+    // Errors name what is wrong.
+    let missing = run(&mut coordinator.command(&["logs", "nosuch"], &coordinator.api_token));
+    assert!(text(&missing).1.contains("pod default/nosuch not found"), "{:?}", text(&missing));
+    let wrong = run(&mut coordinator.command(&["logs", "-c", "other", "talker"], &coordinator.api_token));
+    assert!(text(&wrong).1.contains("has no container \"other\""), "{:?}", text(&wrong));
+
+    coordinator.bramble(&["delete", "pod", "talker"]);
 }
 
 /// The same cluster through Mosquitto 2 (`--broker`), with its password file and the generated
@@ -182,6 +250,9 @@ fn mosquitto_broker_cut_link_and_restarts() {
         "a board reads its own assignment"
     );
     assert_eq!(read_desired(&names[0], &names[1]), "", "a board cannot read another board's assignment");
+    // Requests and their answers pass the ACL too.
+    let exec = coordinator.bramble(&["exec", "deployment/web", "--", "echo", "through mosquitto"]);
+    assert_eq!(exec, "through mosquitto\n");
 
     // Board 5's link is cut: it falls silent without closing its connection; after the grace
     // (3 s here) it is NotReady and its replicas run elsewhere, while its containers go on.

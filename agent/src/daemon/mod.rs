@@ -200,7 +200,12 @@ impl Daemon {
                 };
                 let health =
                     HealthMonitor::new(&cluster.node, options.state_dir.clone(), cluster.health_interval_ms);
-                (Some(Session::start(cluster, deliver)?), Some(health))
+                let requests = crate::requests::Requests::new(crate::requests::Board {
+                    state_dir: options.state_dir.clone(),
+                    agent_binary: runtime.agent_binary.clone(),
+                    state_root: runtime.state_root(),
+                });
+                (Some(Session::start(cluster, deliver, requests)?), Some(health))
             }
             None => (None, None),
         };

@@ -4,6 +4,7 @@
 //! and forking from the agent is what deadlocked.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
@@ -28,4 +29,22 @@ pub fn exec_in(root: &Path, id: &str, args: Vec<String>) -> Result<i32, String> 
             Err(e) => return Err(format!("container {id}: waiting for the command: {e}")),
         }
     }
+}
+
+/// `bramble-agent exec-in` running `args` in container `id`, as the agent starts it (exec probes,
+/// `bramble exec`): no standard input, both outputs piped.
+pub fn exec_in_command(agent_binary: &Path, state_root: &Path, id: &str, args: &[String]) -> Command {
+    let mut command = Command::new(agent_binary);
+    command
+        .arg("exec-in")
+        .arg("--root")
+        .arg(state_root)
+        .arg("--id")
+        .arg(id)
+        .arg("--")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
