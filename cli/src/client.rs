@@ -132,6 +132,17 @@ impl Client {
         self.answer(&format!("GET {path}"), result)
     }
 
+    /// GET of one object; `None` when the coordinator has no such object (404).
+    pub fn get_if_present(&self, path: &str) -> anyhow::Result<Option<Value>> {
+        let result = self.agent.get(self.url(path)).header("Authorization", self.bearer()).call();
+        if let Ok(response) = &result
+            && response.status() == ureq::http::StatusCode::NOT_FOUND
+        {
+            return Ok(None);
+        }
+        self.answer(&format!("GET {path}"), result).map(Some)
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let result = self.agent.delete(self.url(path)).header("Authorization", self.bearer()).call();
         self.answer(&format!("DELETE {path}"), result)

@@ -66,6 +66,10 @@ fn s(value: &Value) -> String {
     }
 }
 
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// `5s`, `3m`, `2h`, `4d`, as kubectl shows an age.
 pub fn age(created: u64, now: u64) -> String {
     if created == 0 {
@@ -81,7 +85,7 @@ pub fn age(created: u64, now: u64) -> String {
 }
 
 fn table(resource: Resource, items: &[Value], all_namespaces: bool, wide: bool) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = unix_now();
     let mut rows: Vec<Vec<String>> = Vec::new();
     let namespaced = !matches!(resource, Resource::Node | Resource::Namespace);
     let with_ns = all_namespaces && namespaced;

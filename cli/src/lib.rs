@@ -3,6 +3,8 @@
 
 mod apply;
 mod client;
+mod describe;
+mod diff;
 mod edit;
 mod get;
 mod manifest_files;
@@ -56,6 +58,21 @@ enum Command {
         /// wide, json or yaml.
         #[arg(short = 'o', long, value_parser = get::parse_output)]
         output: Option<get::Output>,
+    },
+    /// Show one object in words, with its status and what it owns: `describe pod NAME`,
+    /// `describe deployment/web`, `describe node pi-1`.
+    Describe {
+        /// TYPE/NAME, or TYPE then NAME.
+        target: String,
+        name: Option<String>,
+    },
+    /// Show what `apply -f` would change, as a unified diff of each object (live, then as it
+    /// would be); exits 1 when anything would change.
+    Diff {
+        #[arg(short = 'f', long = "filename", required = true)]
+        filenames: Vec<PathBuf>,
+        #[arg(short = 'R', long)]
+        recursive: bool,
     },
     /// Set a Deployment's number of replicas: `scale deployment/web --replicas 3`.
     Scale {
@@ -122,6 +139,16 @@ pub fn main() -> ExitCode {
                 let resource = resource::Resource::parse(&resource)?;
                 let namespace = (!all_namespaces).then_some(namespace.as_str());
                 get::run(&client, resource, name.as_deref(), namespace, output.unwrap_or(get::Output::Table))
+            }
+            Command::Describe { target, name } => {
+                let (resource, name) = match name {
+                    Some(name) => (resource::Resource::parse(&target)?, name),
+                    None => resource::Resource::parse_pair(&target)?,
+                };
+                describe::run(&client, resource, &name, &namespace)
+            }
+            Command::Diff { filenames, recursive } => {
+                Ok(diff::run(&client, &filenames, recursive, &namespace))
             }
             Command::Scale { target, replicas } => edit::scale(&client, &target, replicas, &namespace),
             Command::Delete { targets, filenames } => delete(&client, &targets, &filenames, &namespace),

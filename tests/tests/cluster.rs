@@ -318,6 +318,37 @@ fn coordinator_with_agent_is_a_one_board_cluster() {
         (per_board.get(&board.name) == Some(&2) && board.running_containers() == 2).then_some(())
     });
 
+    // diff: nothing to change for what was applied; a changed number of replicas is shown.
+    let path = manifest.to_str().expect("utf-8 path");
+    let same = run(&mut coordinator.command(&["diff", "-f", path], &coordinator.api_token));
+    assert_eq!((same.status.code(), text(&same).0), (Some(0), String::new()), "{:?}", text(&same));
+    let changed = coordinator.dir.path().join("web-3.yaml");
+    fs::write(&changed, DEPLOYMENT.replace("replicas: 6", "replicas: 3")).expect("manifest");
+    let diff = run(&mut coordinator
+        .command(&["diff", "-f", changed.to_str().expect("utf-8 path")], &coordinator.api_token));
+    let shown = text(&diff).0;
+    assert_eq!(diff.status.code(), Some(1), "{:?}", text(&diff));
+    assert!(shown.contains("--- live/deployment.apps/web\n+++ merged/deployment.apps/web\n"), "{shown}");
+    assert!(shown.contains("\n-  replicas: 2\n+  replicas: 3\n"), "{shown}");
+    assert_eq!(shown.lines().filter(|l| l.starts_with(['-', '+'])).count(), 4, "only the replicas: {shown}");
+
+    // describe: a Deployment with its pods, a board with its pods, a pod with its owner.
+    let deployment = coordinator.bramble(&["describe", "deployment/web"]);
+    assert!(
+        deployment.contains("Replicas:       2 desired | 2 updated | 2 total | 2 available"),
+        "{deployment}"
+    );
+    let pods: Vec<String> =
+        coordinator.pods().iter().filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned)).collect();
+    assert!(pods.iter().all(|p| deployment.contains(p.as_str())), "{deployment}");
+    let node = coordinator.bramble(&["describe", "node", &board.name]);
+    assert!(node.contains("Pods:           (2 in total)") && node.contains("Ready  True"), "{node}");
+    let pod = coordinator.bramble(&["describe", "pod", &pods[0]]);
+    assert!(
+        pod.contains("Controlled By:  Deployment/web") && pod.contains("Command:    sleep 100000"),
+        "{pod}"
+    );
+
     // The agent dies: the coordinator starts it again, and its pods were never stopped.
     let agent_pids = |log: &str| -> Vec<i32> {
         log.lines()
