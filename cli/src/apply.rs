@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bramble_common::manifest::render_report;
-
 use crate::client::Client;
 use crate::manifest_files;
 
@@ -16,11 +14,9 @@ pub fn run(
     recursive: bool,
     namespace: &str,
 ) -> anyhow::Result<ExitCode> {
-    let manifests = manifest_files::read_all(filenames, recursive);
-    if !manifests.is_ok() {
-        eprint!("{}", render_report(&manifests));
+    let Some(manifests) = manifest_files::read_valid(filenames, recursive) else {
         return Ok(ExitCode::FAILURE);
-    }
+    };
     for item in &manifests.objects {
         let body = serde_json::to_vec(&item.object)?;
         let query = [("namespace", namespace), ("source", item.source.as_str())];

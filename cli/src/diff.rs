@@ -7,7 +7,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bramble_common::manifest::render_report;
 use serde_json::Value;
 use similar::TextDiff;
 
@@ -35,11 +34,9 @@ fn compare(
     recursive: bool,
     namespace: &str,
 ) -> anyhow::Result<ExitCode> {
-    let manifests = manifest_files::read_all(filenames, recursive);
-    if !manifests.is_ok() {
-        eprint!("{}", render_report(&manifests));
+    let Some(manifests) = manifest_files::read_valid(filenames, recursive) else {
         return Ok(ExitCode::from(2));
-    }
+    };
     let mut changed = false;
     for item in &manifests.objects {
         let mut object = item.object.clone();

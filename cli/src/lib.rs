@@ -182,11 +182,9 @@ fn delete(
 ) -> anyhow::Result<ExitCode> {
     let mut named: Vec<(resource::Resource, String, String)> = Vec::new();
     if !files.is_empty() {
-        let manifests = manifest_files::read_all(files, false);
-        if !manifests.is_ok() {
-            eprint!("{}", bramble_common::manifest::render_report(&manifests));
+        let Some(manifests) = manifest_files::read_valid(files, false) else {
             return Ok(ExitCode::FAILURE);
-        }
+        };
         for item in manifests.objects {
             let meta = item.object.metadata();
             let kind = resource::Resource::parse(item.object.kind().name())?;

@@ -7,6 +7,17 @@ use std::path::{Path, PathBuf};
 use bramble_common::Diagnostic;
 use bramble_common::manifest::{MAX_MANIFEST_BYTES, Manifests, parse_manifest_bytes};
 
+/// The manifests `filenames` names, for a verb that acts on them (`apply`, `diff`, `delete`):
+/// `None`, after printing every error, if any has one.
+pub fn read_valid(filenames: &[PathBuf], recursive: bool) -> Option<Manifests> {
+    let manifests = read_all(filenames, recursive);
+    if manifests.is_ok() {
+        return Some(manifests);
+    }
+    eprint!("{}", bramble_common::manifest::render_report(&manifests));
+    None
+}
+
 /// Reads and parses every manifest `filenames` names. Unreadable files become errors in the
 /// result, so one bad path does not hide the others.
 pub fn read_all(filenames: &[PathBuf], recursive: bool) -> Manifests {
