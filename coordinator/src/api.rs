@@ -12,6 +12,9 @@
 //! | POST | `/api/v1/namespaces/NS/pods/NAME/exec` | `{"command":[…],"container":…}`; NDJSON chunks, streamed |
 //! | GET | `/apis/apps/v1/deployments`, `/apis/apps/v1/namespaces/NS/deployments[/NAME]` | |
 //! | PUT | `/apis/apps/v1/namespaces/NS/deployments/NAME/scale` | `{"spec":{"replicas":N}}` |
+//! | PATCH | `/apis/apps/v1/namespaces/NS/deployments/NAME` | `{"spec":{"paused":true}}` pauses a rollout |
+//! | GET | `/apis/apps/v1/namespaces/NS/deployments/NAME/revisions` | its templates, numbered |
+//! | POST | `/apis/apps/v1/namespaces/NS/deployments/NAME/rollback` | `{"toRevision":N}` (0: the one before) |
 //! | GET, DELETE | `/api/v1/namespaces/NS/{services,configmaps}[/NAME]`, `/api/v1/namespaces[/NAME]` | |
 //! | DELETE | `/apis/apps/v1/namespaces/NS/deployments/NAME` | |
 //! | POST | `/apis/bramble.dev/v1/apply?namespace=NS` | body: YAML or JSON manifests |
@@ -64,6 +67,23 @@ pub enum ApiRequest {
         namespace: String,
         name: String,
         replicas: u32,
+    },
+    /// `spec.paused` of a Deployment (`rollout pause|resume`).
+    Pause {
+        namespace: String,
+        name: String,
+        paused: bool,
+    },
+    /// `rollout undo [--to-revision N]`; 0 is the revision before the current one.
+    Rollback {
+        namespace: String,
+        name: String,
+        to_revision: u64,
+    },
+    /// `rollout history`.
+    Revisions {
+        namespace: String,
+        name: String,
     },
     Cordon {
         name: String,
@@ -163,9 +183,17 @@ pub fn serve(listener: tokio::net::TcpListener, token: String, calls: mpsc::Send
             })
             .delete(|s: State<ApiState>, Path((namespace, name)): Path<(String, String)>| {
                 call(s, ApiRequest::Delete { kind: Kind::Deployment, namespace, name })
-            }),
+            })
+            .patch(patch_deployment),
         )
         .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale", put(scale))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}/revisions",
+            get(|s: State<ApiState>, Path((namespace, name)): Path<(String, String)>| {
+                call(s, ApiRequest::Revisions { namespace, name })
+            }),
+        )
+        .route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/rollback", post(rollback))
         .route("/apis/bramble.dev/v1/apply", post(apply))
         .fallback(|| async { reply(status(StatusCode::NOT_FOUND, "NotFound", "no such path")) })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -321,9 +349,12 @@ async fn apply(state: State<ApiState>, Query(query): Query<ApplyQuery>, body: By
     call(state, ApiRequest::Apply { namespace, source, text: body.to_vec() }).await
 }
 
-fn json_body(body: &[u8]) -> Result<Value, ApiReply> {
-    serde_json::from_slice(body)
-        .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", format!("request body: {e}")))
+/// One field of a JSON request body, read by `read`; `expected` says what it should have been.
+fn body_field<T>(body: &[u8], read: impl FnOnce(&Value) -> Option<T>, expected: &str) -> Result<T, ApiReply> {
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| status(StatusCode::BAD_REQUEST, "BadRequest", format!("request body: {e}")))?;
+    read(&value).ok_or_else(|| status(StatusCode::BAD_REQUEST, "BadRequest", expected))
 }
 
 async fn scale(
@@ -331,33 +362,45 @@ async fn scale(
     Path((namespace, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let value = match json_body(&body) {
-        Ok(v) => v,
-        Err(error) => return reply(error),
-    };
-    let Some(replicas) = value["spec"]["replicas"].as_u64().and_then(|n| u32::try_from(n).ok()) else {
-        return reply(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "spec.replicas: expected a non-negative integer",
-        ));
-    };
-    call(state, ApiRequest::Scale { namespace, name, replicas }).await
+    let read = |v: &Value| v["spec"]["replicas"].as_u64().and_then(|n| u32::try_from(n).ok());
+    match body_field(&body, read, "spec.replicas: expected a non-negative integer") {
+        Ok(replicas) => call(state, ApiRequest::Scale { namespace, name, replicas }).await,
+        Err(error) => reply(error),
+    }
+}
+
+async fn patch_deployment(
+    state: State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let read = |v: &Value| v["spec"]["paused"].as_bool();
+    let expected =
+        "spec.paused: expected true or false (the only field a patch changes; apply changes the rest)";
+    match body_field(&body, read, expected) {
+        Ok(paused) => call(state, ApiRequest::Pause { namespace, name, paused }).await,
+        Err(error) => reply(error),
+    }
+}
+
+async fn rollback(
+    state: State<ApiState>,
+    Path((namespace, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let read = |v: &Value| if v["toRevision"].is_null() { Some(0) } else { v["toRevision"].as_u64() };
+    match body_field(&body, read, "toRevision: expected a revision number") {
+        Ok(to_revision) => call(state, ApiRequest::Rollback { namespace, name, to_revision }).await,
+        Err(error) => reply(error),
+    }
 }
 
 async fn patch_node(state: State<ApiState>, Path(name): Path<String>, body: Bytes) -> Response {
-    let value = match json_body(&body) {
-        Ok(v) => v,
-        Err(error) => return reply(error),
-    };
-    let Some(cordoned) = value["spec"]["unschedulable"].as_bool() else {
-        return reply(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "spec.unschedulable: expected true or false",
-        ));
-    };
-    call(state, ApiRequest::Cordon { name, cordoned }).await
+    let read = |v: &Value| v["spec"]["unschedulable"].as_bool();
+    match body_field(&body, read, "spec.unschedulable: expected true or false") {
+        Ok(cordoned) => call(state, ApiRequest::Cordon { name, cordoned }).await,
+        Err(error) => reply(error),
+    }
 }
 
 async fn authorize(

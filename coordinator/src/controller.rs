@@ -3,10 +3,11 @@
 //! should run (`desired_sets`, pure). [`apply`] carries a plan out on the in-memory cluster.
 //!
 //! - A Deployment keeps `replicas` pods of its current template, named as Kubernetes names
-//!   them (`web-<template hash>-<5 random>`). Pods of another template are removed (rolling
-//!   updates come with the rollout work), pods on a NotReady board are replaced elsewhere, and
-//!   a surplus is removed: unbound pods first, then those on boards not Ready, then those on
-//!   the boards with the most replicas, newest first.
+//!   them (`web-<template hash>-<5 random>`). Pods of an earlier template are replaced as its
+//!   strategy says (`rollout::step`: rolling with `maxSurge`/`maxUnavailable`, or recreate;
+//!   nothing while paused or past its progress deadline), pods on a NotReady board are
+//!   replaced elsewhere, and a surplus is removed: unbound pods first, then those on boards
+//!   not Ready, then those on the boards with the most replicas, newest first.
 //! - A Pod object is kept as one pod; a changed spec replaces it.
 //! - Unbound pods go to the scheduler; what it cannot place stays Pending with its reason.
 
@@ -19,6 +20,7 @@ use bramble_common::wire::PodAssignment;
 
 use crate::model::{Cluster, PodRecord, object_key};
 use crate::nodes::Condition;
+use crate::rollout::{self, Availability};
 use crate::scheduler::{self, Board, Decision, HOSTNAME_LABEL, Placement, PodRequest, Resources};
 
 /// The label Kubernetes puts on a Deployment's pods with their template's hash.
@@ -43,19 +45,27 @@ pub enum Change {
     Unschedulable { key: String, reason: String },
 }
 
+/// What one round of planning knows besides the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    pub nodes: &'a [NodeFacts],
+    pub placement: Placement,
+    /// Unix seconds, stamped on new pods.
+    pub now: u64,
+    pub availability: &'a Availability,
+    /// Deployments (`namespace/name`) whose rollout is paused or past its progress deadline.
+    pub frozen: &'a BTreeSet<String>,
+}
+
 /// The changes that bring the pods in line with the objects and boards. `suffix` gives the
-/// random part of a new pod's name; `now` is unix seconds, stamped on new pods.
-pub fn plan(
-    cluster: &Cluster,
-    nodes: &[NodeFacts],
-    placement: Placement,
-    now: u64,
-    suffix: &mut dyn FnMut() -> String,
-) -> Vec<Change> {
+/// random part of a new pod's name.
+pub fn plan(cluster: &Cluster, round: &Round, suffix: &mut dyn FnMut() -> String) -> Vec<Change> {
     let mut planner = Planner {
         cluster,
-        conditions: nodes.iter().map(|n| (n.name.as_str(), &n.condition)).collect(),
-        now,
+        conditions: round.nodes.iter().map(|n| (n.name.as_str(), &n.condition)).collect(),
+        now: round.now,
+        availability: round.availability,
+        frozen: round.frozen,
         names: cluster.pods().map(PodRecord::key).collect(),
         changes: Vec::new(),
         deleted: BTreeSet::new(),
@@ -85,7 +95,7 @@ pub fn plan(
     for pod in owned.into_values().flatten() {
         planner.delete(pod.key(), "its object was deleted".into());
     }
-    planner.schedule(nodes, placement)
+    planner.schedule(round.nodes, round.placement)
 }
 
 /// The state of one round of planning.
@@ -93,6 +103,8 @@ struct Planner<'a> {
     cluster: &'a Cluster,
     conditions: BTreeMap<&'a str, &'a Condition>,
     now: u64,
+    availability: &'a Availability,
+    frozen: &'a BTreeSet<String>,
     /// Every pod key in use, so new names never clash.
     names: BTreeSet<String>,
     changes: Vec<Change>,
@@ -117,49 +129,46 @@ impl<'a> Planner<'a> {
     fn deployment(&mut self, d: &Deployment, pods: Vec<&'a PodRecord>, suffix: &mut dyn FnMut() -> String) {
         let namespace = d.metadata.namespace_or_default();
         let hash = short_hash(&d.spec.template);
-        let mut keep: Vec<&PodRecord> = Vec::new();
+        let owner = format!("{namespace}/{}", d.metadata.name);
+        let (mut new, mut old): (Vec<&PodRecord>, Vec<&PodRecord>) = (Vec::new(), Vec::new());
         for pod in pods {
-            if pod.template_hash.as_deref() != Some(hash.as_str()) {
-                self.delete(pod.key(), "its template changed".into());
-            } else if let Some(Condition::NotReady { .. }) = self.condition(pod.node.as_deref()) {
+            let current = pod.template_hash.as_deref() == Some(hash.as_str());
+            if let Some(Condition::NotReady { .. }) = self.condition(pod.node.as_deref()) {
                 let node = pod.node.clone().unwrap_or_default();
-                let owner = format!("{namespace}/{}", d.metadata.name);
-                self.lost.entry(owner).or_default().push((pod.key(), node));
+                if current {
+                    self.lost.entry(owner.clone()).or_default().push((pod.key(), node));
+                } else {
+                    // An old pod on a lost board serves nobody: the rollout replaces it.
+                    self.delete(pod.key(), format!("board {node} is not ready"));
+                }
+            } else if current {
+                new.push(pod);
             } else {
-                keep.push(pod);
+                old.push(pod);
             }
         }
         let replicas = d.spec.replicas as usize;
         // Lost pods wait for their replacements to be placed, but only as many as are still
         // wanted beside the placed pods: after a scale down the rest go now.
-        let owner = format!("{namespace}/{}", d.metadata.name);
-        let wanted = replicas.saturating_sub(keep.iter().filter(|p| p.node.is_some()).count());
+        let wanted = replicas.saturating_sub(new.iter().filter(|p| p.node.is_some()).count());
         let unwanted: Vec<(String, String)> =
             self.lost.get_mut(&owner).map(|l| l.split_off(wanted.min(l.len()))).unwrap_or_default();
         for (key, node) in unwanted {
             self.delete(key, format!("board {node} is not ready"));
         }
-        if keep.len() > replicas {
-            // Surplus: the least useful first.
-            let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
-            for pod in &keep {
-                *per_node.entry(pod.node.as_deref().unwrap_or("")).or_default() += 1;
-            }
-            keep.sort_by_key(|p| {
-                let node = p.node.as_deref();
-                (
-                    node.is_some(),
-                    self.condition(node).is_some_and(Condition::is_ready),
-                    std::cmp::Reverse(per_node.get(node.unwrap_or("")).copied().unwrap_or(0)),
-                    std::cmp::Reverse(p.created),
-                    std::cmp::Reverse(p.name.clone()),
-                )
-            });
-            for pod in &keep[..keep.len() - replicas] {
-                self.delete(pod.key(), "scaled down".into());
-            }
+        if new.len() > replicas {
+            self.remove_surplus(&mut new, replicas);
         }
-        for _ in keep.len()..replicas {
+        let create = if old.is_empty() {
+            replicas - new.len()
+        } else {
+            let step = rollout::step(d, &new, &old, self.availability, self.frozen.contains(&owner));
+            for key in step.delete {
+                self.delete(key, format!("replaced by revision {hash}"));
+            }
+            step.create
+        };
+        for _ in 0..create {
             let name = loop {
                 let name = format!("{}-{hash}-{}", d.metadata.name, suffix());
                 if self.names.insert(format!("{namespace}/{name}")) {
@@ -181,6 +190,29 @@ impl<'a> Planner<'a> {
                 pending_reason: None,
                 created: self.now,
             });
+        }
+    }
+
+    /// Removes the least useful of `keep` down to `replicas`: unbound pods first, then those on
+    /// boards not Ready, then those on the boards with the most replicas, newest first.
+    fn remove_surplus(&mut self, keep: &mut Vec<&PodRecord>, replicas: usize) {
+        let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+        for pod in keep.iter() {
+            *per_node.entry(pod.node.as_deref().unwrap_or("")).or_default() += 1;
+        }
+        keep.sort_by_key(|p| {
+            let node = p.node.as_deref();
+            (
+                node.is_some(),
+                self.condition(node).is_some_and(Condition::is_ready),
+                std::cmp::Reverse(per_node.get(node.unwrap_or("")).copied().unwrap_or(0)),
+                std::cmp::Reverse(p.created),
+                std::cmp::Reverse(p.name.clone()),
+            )
+        });
+        let surplus = keep.len() - replicas;
+        for pod in keep.drain(..surplus) {
+            self.delete(pod.key(), "scaled down".into());
         }
     }
 
@@ -355,9 +387,17 @@ mod tests {
             counter += 1;
             format!("p{counter:04}")
         };
-        let first = plan(cluster, nodes, Placement::Spread, 100, &mut suffix);
+        let (availability, frozen) = (Availability::default(), BTreeSet::new());
+        let round = Round {
+            nodes,
+            placement: Placement::Spread,
+            now: 100,
+            availability: &availability,
+            frozen: &frozen,
+        };
+        let first = plan(cluster, &round, &mut suffix);
         apply(cluster, first.clone());
-        let again = plan(cluster, nodes, Placement::Spread, 100, &mut suffix);
+        let again = plan(cluster, &round, &mut suffix);
         assert!(again.is_empty(), "a second round changes nothing: {again:?}");
         first
     }
@@ -462,16 +502,66 @@ mod tests {
         assert!(settle(&mut cluster, &nodes).is_empty());
     }
 
+    /// Rounds of plan and apply in which a bound pod turns Ready one round after it was bound
+    /// (100 ms a round), until nothing changes. Returns the fewest Ready pods and the most pods
+    /// seen after any round.
+    fn roll(cluster: &mut Cluster, nodes: &[NodeFacts], frozen: &BTreeSet<String>) -> (usize, usize) {
+        let mut counter = 0u32;
+        let mut suffix = || {
+            counter += 1;
+            format!("r{counter:04}")
+        };
+        let mut availability = Availability::default();
+        let (mut fewest_ready, mut most) = (usize::MAX, 0);
+        for round_number in 1..200u64 {
+            let bound: Vec<String> =
+                cluster.pods().filter(|p| p.node.is_some()).map(PodRecord::key).collect();
+            let round =
+                Round { nodes, placement: Placement::Spread, now: 100, availability: &availability, frozen };
+            let changes = plan(cluster, &round, &mut suffix);
+            if changes.is_empty() {
+                return (fewest_ready, most);
+            }
+            apply(cluster, changes);
+            availability.observe(round_number * 100, bound.into_iter().filter(|k| cluster.pod(k).is_some()));
+            fewest_ready = fewest_ready.min(availability.ready_since_ms.len());
+            most = most.max(cluster.pods().count());
+        }
+        panic!("the rollout never settled");
+    }
+
     #[test]
-    fn a_new_template_replaces_pods_and_a_deleted_object_removes_them() {
+    fn a_new_template_rolls_out_within_surge_and_unavailable() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 4, "busybox"));
+        let nodes = ready(&["pi-1", "pi-2", "pi-3"]);
+        roll(&mut cluster, &nodes, &BTreeSet::new());
+        cluster.put_object(deployment("web", 4, "busybox:1.36"));
+        let (fewest_ready, most) = roll(&mut cluster, &nodes, &BTreeSet::new());
+        assert!(fewest_ready >= 3, "25 % of 4 may be unavailable: {fewest_ready} ready at one point");
+        assert!(most <= 5, "25 % of 4 may surge: {most} pods at one point");
+        assert_eq!(cluster.pods().count(), 4);
+        assert!(cluster.pods().all(|p| p.spec.containers[0].image == "busybox:1.36"));
+    }
+
+    #[test]
+    fn a_paused_or_stalled_rollout_keeps_its_old_pods() {
+        let mut cluster = Cluster::default();
+        cluster.put_object(deployment("web", 2, "busybox"));
+        let nodes = ready(&["pi-1"]);
+        roll(&mut cluster, &nodes, &BTreeSet::new());
+        let before: BTreeSet<String> = cluster.pods().map(PodRecord::key).collect();
+        cluster.put_object(deployment("web", 2, "busybox:1.36"));
+        roll(&mut cluster, &nodes, &BTreeSet::from(["default/web".to_owned()]));
+        assert_eq!(cluster.pods().map(PodRecord::key).collect::<BTreeSet<_>>(), before);
+    }
+
+    #[test]
+    fn a_deleted_deployment_removes_its_pods() {
         let mut cluster = Cluster::default();
         cluster.put_object(deployment("web", 2, "busybox"));
         let nodes = ready(&["pi-1"]);
         settle(&mut cluster, &nodes);
-        cluster.put_object(deployment("web", 2, "busybox:1.36"));
-        let changes = settle(&mut cluster, &nodes);
-        assert_eq!(changes.iter().filter(|c| matches!(c, Change::Create(_))).count(), 2);
-        assert!(cluster.pods().all(|p| p.spec.containers[0].image == "busybox:1.36"));
         cluster.delete_object("Deployment/default/web");
         settle(&mut cluster, &nodes);
         assert_eq!(cluster.pods().count(), 0);

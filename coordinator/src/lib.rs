@@ -8,6 +8,7 @@ pub mod command;
 pub mod controller;
 pub mod model;
 pub mod nodes;
+pub mod rollout;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bramble_common::Object;
 use bramble_common::identity::short_hash;
-use bramble_common::objects::{Kind, PodSpec, PodTemplateSpec};
+use bramble_common::objects::{Deployment, Kind, PodSpec, PodTemplateSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Snapshot, Table, Write};
@@ -58,7 +58,13 @@ pub struct Revision {
     pub number: u64,
     pub template_hash: String,
     pub template: PodTemplateSpec,
+    /// The Deployment's `kubernetes.io/change-cause` annotation when this template was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_cause: Option<String>,
 }
+
+/// The annotation `rollout history` shows for each revision.
+pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
 /// What the coordinator remembers of a board between its own restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,17 +161,7 @@ impl Cluster {
             return false;
         }
         if let Object::Deployment(d) = &object {
-            let hash = short_hash(&d.spec.template);
-            let namespace = d.metadata.namespace_or_default();
-            let revision_key = format!("{namespace}/{}/{hash}", d.metadata.name);
-            if !self.revisions.contains_key(&revision_key) {
-                let prefix = format!("{namespace}/{}/", d.metadata.name);
-                let last = self.revisions.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix));
-                let number = last.map(|(_, r)| r.number).max().unwrap_or(0) + 1;
-                let revision = Revision { number, template_hash: hash, template: d.spec.template.clone() };
-                self.revisions.insert(revision_key.clone(), revision);
-                self.dirty.insert((Table::Revisions, revision_key));
-            }
+            self.record_revision(d);
         }
         self.objects.insert(key.clone(), object);
         self.dirty.insert((Table::Objects, key));
@@ -185,6 +181,54 @@ impl Cluster {
             }
         }
         Some(removed)
+    }
+
+    /// Makes `d`'s template its newest revision, as Kubernetes numbers them: a template seen
+    /// before (an undo, or an older manifest applied again) moves up to the next number. Keeps
+    /// `revisionHistoryLimit` revisions besides the newest.
+    fn record_revision(&mut self, d: &Deployment) {
+        let hash = short_hash(&d.spec.template);
+        let prefix = format!("{}/{}/", d.metadata.namespace_or_default(), d.metadata.name);
+        let revision_key = format!("{prefix}{hash}");
+        let last = self
+            .revisions(d.metadata.namespace_or_default(), &d.metadata.name)
+            .last()
+            .map_or(0, |r| r.number);
+        let change_cause = d.metadata.annotations.get(CHANGE_CAUSE).cloned();
+        let number = match self.revisions.get(&revision_key) {
+            Some(r) if r.number == last && r.change_cause == change_cause => return,
+            Some(r) if r.number == last => last,
+            _ => last + 1,
+        };
+        let revision =
+            Revision { number, template_hash: hash, template: d.spec.template.clone(), change_cause };
+        self.revisions.insert(revision_key.clone(), revision);
+        self.dirty.insert((Table::Revisions, revision_key));
+        let mut numbered: Vec<(u64, String)> = self
+            .revisions
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, r)| (r.number, k.clone()))
+            .collect();
+        numbered.sort();
+        let keep = d.spec.revision_history_limit as usize + 1;
+        for (_, key) in numbered.iter().take(numbered.len().saturating_sub(keep)) {
+            self.revisions.remove(key);
+            self.dirty.insert((Table::Revisions, key.clone()));
+        }
+    }
+
+    /// A Deployment's revisions, oldest first.
+    pub fn revisions(&self, namespace: &str, deployment: &str) -> Vec<&Revision> {
+        let prefix = format!("{namespace}/{deployment}/");
+        let mut out: Vec<&Revision> = self
+            .revisions
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, r)| r)
+            .collect();
+        out.sort_by_key(|r| r.number);
+        out
     }
 
     /// The revision number of a Deployment's template.
@@ -256,6 +300,25 @@ mod tests {
         assert_eq!(hashes.len(), 2);
         assert!(hashes.iter().any(|(n, _)| *n == 2), "the second template is revision 2: {hashes:?}");
         assert_eq!(reloaded.objects, cluster.objects);
+    }
+
+    #[test]
+    fn a_template_applied_again_becomes_the_newest_revision_and_old_ones_are_pruned() {
+        let mut cluster = Cluster::default();
+        let numbers = |cluster: &Cluster| -> Vec<(u64, String)> {
+            let revisions = cluster.revisions("default", "web");
+            revisions.iter().map(|r| (r.number, r.template.spec.containers[0].image.clone())).collect()
+        };
+        for image in ["busybox:1", "busybox:2", "busybox:1"] {
+            cluster.put_object(deployment("web", 1, image));
+        }
+        assert_eq!(numbers(&cluster), [(2, "busybox:2".into()), (3, "busybox:1".into())]);
+        for n in 3..20 {
+            cluster.put_object(deployment("web", 1, &format!("busybox:{n}")));
+        }
+        let kept = numbers(&cluster);
+        assert_eq!(kept.len(), 11, "revisionHistoryLimit 10 and the current one: {kept:?}");
+        assert_eq!(kept.last(), Some(&(20, "busybox:19".into())));
     }
 
     #[test]

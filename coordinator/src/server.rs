@@ -3,7 +3,7 @@
 //! commits what changed to the store, and publishes each board's desired set when it changed.
 //! The broker client, the embedded broker and the HTTP server are tasks at the edge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::http::StatusCode;
-use bramble_common::objects::{DEFAULT_NAMESPACE, Kind};
+use bramble_common::identity::short_hash;
+use bramble_common::objects::{DEFAULT_NAMESPACE, Deployment, Kind};
 use bramble_common::wire::{
     self, Action, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, PodAssignment, Request,
     Response, Topics,
@@ -23,9 +24,10 @@ use tokio::sync::mpsc;
 
 use crate::acl::{COORDINATOR_USER, Secrets};
 use crate::api::{self, ApiCall, ApiReply, ApiRequest, status};
-use crate::controller::{self, Change, NodeFacts};
-use crate::model::{Cluster, NodeRecord, key_of, object_key};
-use crate::nodes::Nodes;
+use crate::controller::{self, Change, NodeFacts, Round};
+use crate::model::{CHANGE_CAUSE, Cluster, NodeRecord, PodRecord, key_of, object_key};
+use crate::nodes::{Condition, Nodes};
+use crate::rollout::{Availability, RolloutStatus};
 use crate::scheduler::{ARCH_LABEL, Placement, Resources};
 use crate::secrets;
 use crate::store::{RedbStore, Store, Write};
@@ -141,6 +143,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         placement: config.placement,
         dropped: 0,
         requests: BTreeMap::new(),
+        availability: Availability::default(),
+        progress: BTreeMap::new(),
+        stalled: BTreeSet::new(),
     };
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -235,6 +240,20 @@ struct Coordinator {
     dropped: u64,
     /// Logs and exec requests sent to boards and not finished, by id.
     requests: BTreeMap<String, PendingRequest>,
+    /// Since when each pod has been Ready (for `minReadySeconds`).
+    availability: Availability,
+    /// Each Deployment's rollout as last seen, and since when it has not moved.
+    progress: BTreeMap<String, Progress>,
+    /// Deployments whose rollout passed its progress deadline.
+    stalled: BTreeSet<String>,
+}
+
+/// A Deployment's rollout as last seen.
+struct Progress {
+    hash: String,
+    status: RolloutStatus,
+    /// When `status` last changed (coordinator milliseconds).
+    since_ms: u64,
 }
 
 /// A request on a board whose answer goes to an HTTP client.
@@ -265,6 +284,8 @@ impl Coordinator {
                     ApiRequest::Apply { .. }
                         | ApiRequest::Delete { .. }
                         | ApiRequest::Scale { .. }
+                        | ApiRequest::Rollback { .. }
+                        | ApiRequest::Pause { .. }
                         | ApiRequest::Cordon { .. }
                 );
                 let answer = self.answer(call.request);
@@ -479,7 +500,15 @@ impl Coordinator {
             self.cluster.put_node(&name, NodeRecord::default());
         }
         let facts = self.facts();
-        let changes = controller::plan(&self.cluster, &facts, self.placement, unix_now(), &mut pod_suffix);
+        let frozen = self.observe_rollouts(&facts);
+        let round = Round {
+            nodes: &facts,
+            placement: self.placement,
+            now: unix_now(),
+            availability: &self.availability,
+            frozen: &frozen,
+        };
+        let changes = controller::plan(&self.cluster, &round, &mut pod_suffix);
         for change in &changes {
             match change {
                 Change::Delete { key, reason } => log(format!("pod {key}: removed: {reason}")),
@@ -512,6 +541,113 @@ impl Coordinator {
             }
         }
         self.save();
+    }
+
+    /// Notes which pods are Ready and how far each rollout is; returns the Deployments whose
+    /// rollout must not move: paused, or without progress for `progressDeadlineSeconds`.
+    fn observe_rollouts(&mut self, facts: &[NodeFacts]) -> BTreeSet<String> {
+        let now = self.now_ms();
+        let lost: BTreeSet<&str> = facts
+            .iter()
+            .filter(|f| matches!(f.condition, Condition::NotReady { .. }))
+            .map(|f| f.name.as_str())
+            .collect();
+        let ready = self
+            .cluster
+            .pods()
+            .filter(|p| {
+                p.node.as_deref().is_some_and(|n| !lost.contains(n)) && views::reported_ready(p, &self.nodes)
+            })
+            .map(PodRecord::key);
+        self.availability.observe(now, ready);
+        let mut owned: BTreeMap<String, Vec<&PodRecord>> = BTreeMap::new();
+        for pod in self.cluster.pods() {
+            if let Some(owner) = pod.owner_key() {
+                owned.entry(owner).or_default().push(pod);
+            }
+        }
+        let (mut frozen, mut stalled, mut progress) = (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+        for object in self.cluster.objects() {
+            let Object::Deployment(d) = object else { continue };
+            let key = format!("{}/{}", d.metadata.namespace_or_default(), d.metadata.name);
+            let hash = short_hash(&d.spec.template);
+            let pods = owned.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let status = RolloutStatus::of(d, &hash, pods, &self.availability);
+            // A paused rollout's clock starts again when it resumes.
+            let since_ms = match self.progress.get(&key) {
+                Some(p) if p.hash == hash && p.status == status && !d.spec.paused => p.since_ms,
+                _ => now,
+            };
+            let deadline_ms = u64::from(d.spec.progress_deadline_seconds) * 1000;
+            if !status.complete(d.spec.replicas) && now.saturating_sub(since_ms) > deadline_ms {
+                if !self.stalled.contains(&key) {
+                    log(format!(
+                        "deployment {key}: revision {hash} made no progress in {}s (ProgressDeadlineExceeded); its old pods are kept",
+                        d.spec.progress_deadline_seconds
+                    ));
+                }
+                stalled.insert(key.clone());
+            }
+            if d.spec.paused || stalled.contains(&key) {
+                frozen.insert(key.clone());
+            }
+            progress.insert(key, Progress { hash, status, since_ms });
+        }
+        (self.progress, self.stalled) = (progress, stalled);
+        frozen
+    }
+
+    /// Changes the stored Deployment `namespace/name` with `edit`, which says what it did or
+    /// refuses with a reply.
+    fn edit_deployment(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Deployment, &Cluster) -> Result<serde_json::Value, ApiReply>,
+    ) -> ApiReply {
+        let key = object_key(Kind::Deployment, namespace, name);
+        let Some(Object::Deployment(mut d)) = self.cluster.object(&key).cloned() else {
+            return status(StatusCode::NOT_FOUND, "NotFound", not_found(Kind::Deployment, namespace, name));
+        };
+        match edit(&mut d, &self.cluster) {
+            Ok(answer) => {
+                self.cluster.put_object(Object::Deployment(d));
+                (StatusCode::OK, answer)
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    /// Restates an earlier revision's template (`rollout undo`): revision `to` (0: the one
+    /// before the current), which then becomes the newest revision.
+    fn rollback(&mut self, namespace: &str, name: &str, to: u64) -> ApiReply {
+        self.edit_deployment(namespace, name, |d, cluster| {
+            let current = short_hash(&d.spec.template);
+            let revisions = cluster.revisions(namespace, name);
+            let target = if to == 0 {
+                revisions.iter().rev().find(|r| r.template_hash != current)
+            } else {
+                revisions.iter().find(|r| r.number == to)
+            };
+            let Some(target) = target else {
+                let message = if to == 0 {
+                    format!("deployment {namespace}/{name}: no earlier revision to roll back to")
+                } else {
+                    format!("deployment {namespace}/{name}: no revision {to} in its history")
+                };
+                return Err(status(StatusCode::BAD_REQUEST, "BadRequest", message));
+            };
+            if target.template_hash == current {
+                let message = format!("skipped rollback (current template already matches revision {})", target.number);
+                return Err((StatusCode::OK, json!({"kind": "Status", "status": "Success", "message": message})));
+            }
+            d.spec.template = target.template.clone();
+            match &target.change_cause {
+                Some(cause) => d.metadata.annotations.insert(CHANGE_CAUSE.to_owned(), cause.clone()),
+                None => d.metadata.annotations.remove(CHANGE_CAUSE),
+            };
+            Ok(json!({"kind": "Status", "status": "Success", "message": format!("deployment.apps/{name} rolled back")}))
+        })
     }
 
     /// Commits what changed; false if the store refused (kept for the next round).
@@ -606,13 +742,13 @@ impl Coordinator {
                     .filter(|o| {
                         namespace.as_deref().is_none_or(|ns| o.metadata().namespace_or_default() == ns)
                     })
-                    .map(|o| self.object_view(o, &facts))
+                    .map(|o| self.object_view(o))
                     .collect();
                 (StatusCode::OK, views::list(kind.name(), kind.api_version(), items))
             }
             ApiRequest::Get { kind, namespace, name } => {
                 match self.cluster.object(&object_key(kind, &namespace, &name)) {
-                    Some(o) => (StatusCode::OK, self.object_view(o, &facts)),
+                    Some(o) => (StatusCode::OK, self.object_view(o)),
                     None => status(StatusCode::NOT_FOUND, "NotFound", not_found(kind, &namespace, &name)),
                 }
             }
@@ -625,28 +761,37 @@ impl Coordinator {
                     None => status(StatusCode::NOT_FOUND, "NotFound", not_found(kind, &namespace, &name)),
                 }
             }
-            ApiRequest::Scale { namespace, name, replicas } => {
-                let key = object_key(Kind::Deployment, &namespace, &name);
-                let Some(Object::Deployment(mut d)) = self.cluster.object(&key).cloned() else {
-                    return status(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        not_found(Kind::Deployment, &namespace, &name),
-                    );
-                };
+            ApiRequest::Scale { namespace, name, replicas } => self.edit_deployment(&namespace, &name, |d, _| {
                 d.spec.replicas = replicas;
-                self.cluster.put_object(Object::Deployment(d));
-                (
-                    StatusCode::OK,
-                    json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}),
-                )
+                Ok(json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}}))
+            }),
+            ApiRequest::Pause { namespace, name, paused } => self.edit_deployment(&namespace, &name, |d, _| {
+                d.spec.paused = paused;
+                let what = if paused { "paused" } else { "resumed" };
+                Ok(json!({"kind": "Status", "status": "Success", "message": format!("deployment.apps/{name} {what}")}))
+            }),
+            ApiRequest::Rollback { namespace, name, to_revision } => self.rollback(&namespace, &name, to_revision),
+            ApiRequest::Revisions { namespace, name } => {
+                if self.cluster.object(&object_key(Kind::Deployment, &namespace, &name)).is_none() {
+                    return status(StatusCode::NOT_FOUND, "NotFound", not_found(Kind::Deployment, &namespace, &name));
+                }
+                let items: Vec<serde_json::Value> = self
+                    .cluster
+                    .revisions(&namespace, &name)
+                    .into_iter()
+                    .map(|r| json!({"revision": r.number, "templateHash": r.template_hash, "changeCause": r.change_cause, "template": r.template}))
+                    .collect();
+                (StatusCode::OK, json!({"kind": "DeploymentRevisionList", "apiVersion": "bramble.dev/v1", "items": items}))
             }
         }
     }
 
-    fn object_view(&self, object: &Object, facts: &[NodeFacts]) -> serde_json::Value {
+    fn object_view(&self, object: &Object) -> serde_json::Value {
         match object {
-            Object::Deployment(d) => views::deployment(d, &self.cluster, &self.nodes, facts),
+            Object::Deployment(d) => {
+                let key = format!("{}/{}", d.metadata.namespace_or_default(), d.metadata.name);
+                views::deployment(d, &self.cluster, &self.availability, self.stalled.contains(&key))
+            }
             other => serde_json::to_value(other).unwrap_or_default(),
         }
     }
@@ -678,7 +823,13 @@ impl Coordinator {
         for mut object in objects {
             set_namespace(&mut object, namespace);
             let key = key_of(&object);
-            let existed = self.cluster.object(&key).is_some();
+            let live = self.cluster.object(&key);
+            // `rollout pause` is not undone by applying a manifest that does not mention it, as
+            // with kubectl apply; `rollout resume` undoes it.
+            if let (Some(Object::Deployment(live)), Object::Deployment(applied)) = (live, &mut object) {
+                applied.spec.paused |= live.spec.paused;
+            }
+            let existed = live.is_some();
             let changed = self.cluster.put_object(object.clone());
             let result = match (existed, changed) {
                 (false, _) => "created",

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::controller::NodeFacts;
 use crate::model::{Cluster, PodRecord};
 use crate::nodes::{Condition, Nodes};
+use crate::rollout::{Availability, RolloutStatus};
 
 pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": api_version, "kind": format!("{kind}List"), "items": items})
@@ -21,6 +22,11 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
 fn report<'a>(pod: &PodRecord, nodes: &'a Nodes) -> Option<&'a PodReport> {
     let observed = nodes.view(pod.node.as_deref()?)?.observed.as_ref()?;
     observed.pods.iter().find(|r| r.uid == pod.uid)
+}
+
+/// Whether the pod's board last reported it Ready.
+pub fn reported_ready(pod: &PodRecord, nodes: &Nodes) -> bool {
+    report(pod, nodes).is_some_and(|r| r.ready)
 }
 
 /// Phase, readiness, restarts and reason of a pod, as `bramble get pods` shows them.
@@ -83,28 +89,46 @@ pub fn pod(pod: &PodRecord, nodes: &Nodes, facts: &[NodeFacts]) -> Value {
     })
 }
 
-fn is_ready(status: &Value) -> bool {
-    status["conditions"][0]["status"] == "True"
-}
-
-pub fn deployment(d: &Deployment, cluster: &Cluster, nodes: &Nodes, facts: &[NodeFacts]) -> Value {
+/// A Deployment with its status: counts of its pods and the `Progressing` and `Available`
+/// conditions `rollout status` reads; `stalled` when its rollout passed its progress deadline.
+pub fn deployment(d: &Deployment, cluster: &Cluster, availability: &Availability, stalled: bool) -> Value {
     let namespace = d.metadata.namespace_or_default();
     let hash = short_hash(&d.spec.template);
     let owned: Vec<&PodRecord> = cluster
         .pods()
         .filter(|p| p.namespace == namespace && p.owner.as_deref() == Some(d.metadata.name.as_str()))
         .collect();
-    let ready = owned.iter().filter(|p| is_ready(&pod_status(p, nodes, facts))).count();
-    let updated = owned.iter().filter(|p| p.template_hash.as_deref() == Some(hash.as_str())).count();
+    let status = RolloutStatus::of(d, &hash, &owned, availability);
     let mut value = serde_json::to_value(Object::Deployment(d.clone())).unwrap_or(Value::Null);
     if let Some(revision) = cluster.revision(namespace, &d.metadata.name, &hash) {
         value["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = json!(revision.to_string());
     }
+    let (progressing, reason, message) = if stalled {
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("revision {hash} made no progress in {}s", d.spec.progress_deadline_seconds),
+        )
+    } else if d.spec.paused {
+        ("Unknown", "DeploymentPaused", "the rollout is paused".to_owned())
+    } else if status.complete(d.spec.replicas) {
+        ("True", "NewReplicaSetAvailable", format!("revision {hash} has successfully progressed"))
+    } else {
+        ("True", "ReplicaSetUpdated", format!("revision {hash} is progressing"))
+    };
+    let (_, max_unavailable) = crate::rollout::limits(d);
+    let enough = status.available + max_unavailable >= d.spec.replicas as usize;
     value["status"] = json!({
-        "replicas": owned.len(),
-        "readyReplicas": ready,
-        "updatedReplicas": updated,
-        "availableReplicas": ready,
+        "replicas": status.replicas,
+        "updatedReplicas": status.updated,
+        "readyReplicas": status.ready,
+        "availableReplicas": status.available,
+        "unavailableReplicas": status.replicas.saturating_sub(status.available),
+        "conditions": [
+            {"type": "Available", "status": if enough { "True" } else { "False" },
+             "reason": if enough { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }},
+            {"type": "Progressing", "status": progressing, "reason": reason, "message": message},
+        ],
     });
     value
 }
