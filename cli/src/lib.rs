@@ -10,6 +10,7 @@ mod get;
 mod manifest_files;
 mod pod_cmd;
 mod resource;
+mod rollout;
 mod validate;
 
 use std::path::PathBuf;
@@ -73,6 +74,11 @@ enum Command {
         filenames: Vec<PathBuf>,
         #[arg(short = 'R', long)]
         recursive: bool,
+    },
+    /// Watch, list, undo, pause or resume a Deployment's rollout.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
     },
     /// Set a Deployment's number of replicas: `scale deployment/web --replicas 3`.
     Scale {
@@ -150,6 +156,7 @@ pub fn main() -> ExitCode {
             Command::Diff { filenames, recursive } => {
                 Ok(diff::run(&client, &filenames, recursive, &namespace))
             }
+            Command::Rollout { command } => rollout::run(&client, command, &namespace),
             Command::Scale { target, replicas } => edit::scale(&client, &target, replicas, &namespace),
             Command::Delete { targets, filenames } => delete(&client, &targets, &filenames, &namespace),
             Command::Cordon { node } => edit::cordon(&client, &node, true),

@@ -48,6 +48,8 @@ pub struct Netns {
     pub name: String,
     pub host_if: String,
     pub host_ip: String,
+    /// The board's own address, where its pods' hostPorts answer.
+    pub board_ip: String,
 }
 
 impl Netns {
@@ -59,7 +61,12 @@ impl Netns {
         let (x, y) = (200 + pid % 50, (pid / 50 % 25) * 10 + index);
         let host_ip = format!("10.{x}.{y}.1");
         let board_ip = format!("10.{x}.{y}.2");
-        let netns = Netns { name: name.clone(), host_if: host_if.clone(), host_ip: host_ip.clone() };
+        let netns = Netns {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            host_ip: host_ip.clone(),
+            board_ip: board_ip.clone(),
+        };
         let ip = |args: &[&str]| {
             let output = run(Command::new("ip").args(args));
             assert!(output.status.success(), "ip {args:?}: {:?}", text(&output));
@@ -484,6 +491,19 @@ pub fn container_pids(boards: &[Board]) -> BTreeMap<String, BTreeMap<String, i32
 }
 
 /// Waits until every board in `names` is listed Ready.
+/// Boards numbered `indices`, joined to the coordinator's embedded broker with its join token,
+/// once all of them are Ready.
+pub fn join_boards(coordinator: &Coordinator, indices: std::ops::RangeInclusive<u32>) -> Vec<Board> {
+    let join = coordinator.secret("join-token");
+    let mut boards: Vec<Board> = indices.map(Board::new).collect();
+    for board in &mut boards {
+        board.start(coordinator.mqtt_port, &join);
+    }
+    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
+    until_ready(coordinator, &names, &format!("{} boards Ready", names.len()));
+    boards
+}
+
 pub fn until_ready(coordinator: &Coordinator, names: &[String], what: &str) {
     until(coordinator, what, 40, || {
         let out = coordinator.bramble(&["get", "nodes"]);

@@ -245,8 +245,13 @@ pub fn free_port() -> u16 {
 
 /// `GET path` on 127.0.0.1:`port` over HTTP/1.0: the whole answer, or `None` if it failed.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// `GET path` on `host`:`port` over HTTP/1.0: the whole answer, or `None` if it failed.
+pub fn http_get_at(host: &str, port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut stream = std::net::TcpStream::connect((host, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
     let mut answer = String::new();

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use bramble_tests::cluster::{
     Board, Coordinator, DEPLOYMENT, Mosquitto, Options, connections, container_pids, counts,
-    delete_web_and_check_logs, same_pods_after_restart, until, until_ready,
+    delete_web_and_check_logs, join_boards, same_pods_after_restart, until, until_ready,
 };
 use bramble_tests::{free_port, http_get, kill_9, require_root, require_tool, run, text};
 
@@ -19,12 +19,8 @@ fn three_boards_spread_scale_heal_and_refuse_strangers() {
     require_tool("nsenter");
     let mut coordinator = Coordinator::start(Options::default());
     let join = coordinator.secret("join-token");
-    let mut boards: Vec<Board> = (1..=3).map(Board::new).collect();
-    for board in &mut boards {
-        board.start(coordinator.mqtt_port, &join);
-    }
+    let mut boards = join_boards(&coordinator, 1..=3);
     let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
-    until_ready(&coordinator, &names, "three boards Ready");
 
     // Requests without the token are refused.
     let answer = http_get(coordinator.api_port, "/api/v1/pods").expect("an answer");
