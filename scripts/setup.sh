@@ -24,7 +24,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   updated=1
 fi
 packages=(ca-certificates curl gcc libc6-dev file git python3 python3-venv qemu-user-static busybox-static
-  umoci skopeo jq patch runc crun iproute2 qemu-system-arm cpio mosquitto mosquitto-clients)
+  umoci skopeo jq patch runc crun iproute2 qemu-system-arm cpio mosquitto mosquitto-clients docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -37,9 +37,12 @@ else
 fi
 # Mosquitto is for the tests, which start their own on free ports; Debian's service would hold
 # port 1883, which the coordinator's embedded broker takes by default.
-if command -v systemctl >/dev/null && systemctl is-enabled mosquitto >/dev/null 2>&1; then
-  systemctl disable --now mosquitto >/dev/null 2>&1 || true
-fi
+# The same for Debian's docker-registry (port 5000): the registry tests start their own.
+for service in mosquitto docker-registry; do
+  if command -v systemctl >/dev/null && systemctl is-enabled "$service" >/dev/null 2>&1; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done
 
 step "Rust toolchain (rust-toolchain.toml)"
 if ! command -v rustup >/dev/null && [ -x "$HOME/.cargo/bin/rustup" ]; then

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bramble_common::platform::Platform;
 use clap::Subcommand;
 
-use crate::image::{ImageRecord, ImageStore};
+use crate::image::{ImageRecord, ImageStore, Progress, PullOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -17,6 +17,17 @@ pub enum ImageCommand {
         /// The image's name, instead of the one the archive gives.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Pull an image from a registry: only this board's platform, only the layers not stored.
+    Pull {
+        /// `busybox:1.36`, `ghcr.io/owner/app@sha256:…`, `registry.local:5000/app:v2`.
+        image: String,
+        /// A registry reached over plain HTTP instead of HTTPS (`host:port`; repeatable).
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+        /// Another platform than this board's (`linux/arm/v7`), as `docker pull --platform`.
+        #[arg(long, value_parser = parse_platform)]
+        platform: Option<Platform>,
     },
     /// List the stored images.
     Ls,
@@ -37,6 +48,32 @@ pub fn run(state_dir: &Path, command: ImageCommand) -> ExitCode {
                 record.platform,
                 record.layers.len(),
                 short(&identity(&record))
+            );
+            Ok(())
+        }
+        ImageCommand::Pull { image, insecure_registries, platform } => {
+            let options = PullOptions { insecure_registries, attempts: 8, ..PullOptions::default() };
+            let mut last_shown = (usize::MAX, 0u64);
+            let mut report = |p: Progress| {
+                // A line per layer and per 8 MiB, not per chunk.
+                let shown = (p.layers_done, p.bytes >> 23);
+                if shown != last_shown {
+                    eprintln!("pulling {image}: {} of {} layers, {}", p.layers_done, p.layers, mib(p.bytes));
+                    last_shown = shown;
+                }
+            };
+            let platform = platform.unwrap_or_else(Platform::of_this_build);
+            let pulled = store.pull(&image, &platform, &options, &mut report)?;
+            let record = &pulled.record;
+            println!(
+                "pulled {} ({}, {} layers: {} fetched, {} already stored; {} over the network, {})",
+                record.name,
+                record.platform,
+                record.layers.len(),
+                pulled.layers_fetched,
+                pulled.layers_present,
+                mib(pulled.bytes_fetched),
+                short(&identity(record))
             );
             Ok(())
         }
@@ -71,6 +108,24 @@ pub fn run(state_dir: &Path, command: ImageCommand) -> ExitCode {
 
 fn identity(record: &ImageRecord) -> String {
     record.manifest_digest.clone().unwrap_or_else(|| record.config_digest.clone())
+}
+
+/// `os/architecture[/variant]`.
+fn parse_platform(text: &str) -> Result<Platform, String> {
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        [os, architecture] if !os.is_empty() && !architecture.is_empty() => {
+            Ok(Platform::new(os, architecture, None))
+        }
+        [os, architecture, variant] if !os.is_empty() && !architecture.is_empty() && !variant.is_empty() => {
+            Ok(Platform::new(os, architecture, Some(variant)))
+        }
+        _ => Err(format!("{text:?}: expected OS/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7")),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn short(digest: &str) -> String {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     alive, binary, free_port, import_busybox, kill_child, kill_containers, pod_cgroup, remove_cgroup,
-    require_tool, run, shims, spawn_agent_run, text, unmount_under, wait_until,
+    require_tool, run, shims, spawn_agent_run, spawn_logged, text, unmount_under, wait_until,
 };
 
 /// The Deployment the tests and benchmarks run: 6 replicas of `sleep` in busybox, small
@@ -312,18 +312,11 @@ impl Mosquitto {
     }
 
     pub fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("mosquitto.log"))
-            .expect("log");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
+        let log = self.dir.path().join("mosquitto.log");
+        let child = spawn_logged(
+            Command::new("mosquitto").arg("-c").arg(self.dir.path().join("mosquitto.conf")),
+            &log,
+        );
         self.child = Some(child);
         let port = self.port;
         wait_until(

@@ -243,6 +243,17 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Starts a server process with its standard error appended to `log` (standard output to
+/// nothing); panics if it cannot start.
+pub fn spawn_logged(command: &mut Command, log: &Path) -> std::process::Child {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"))
+}
+
 /// `GET path` on 127.0.0.1:`port` over HTTP/1.0: the whole answer, or `None` if it failed.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     http_get_at("127.0.0.1", port, path)

@@ -42,6 +42,8 @@ pub enum ImageError {
     MissingLayer { image: String, diff_id: String },
     #[error("no image {0} in the store")]
     NotFound(String),
+    #[error("pull {reference}: {reason}")]
+    Registry { reference: String, reason: String },
 }
 
 impl ImageError {

@@ -13,6 +13,7 @@
 
 mod error;
 mod layer;
+mod pull;
 mod source;
 
 use std::fs::{self, File};
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ImageError;
 pub use layer::hex;
+pub use pull::{Progress, PullOptions, Pulled};
 
 use crate::fsutil::write_atomic;
 
@@ -49,6 +51,9 @@ pub struct ImageRecord {
     pub name: String,
     /// The manifest's digest where the image came with one (OCI layouts and archives).
     pub manifest_digest: Option<String>,
+    /// The multi-arch index it was pulled through: what a tag names and a pin records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
     /// The config's digest: the image's identity, as Docker's image ID.
     pub config_digest: String,
     pub platform: Platform,
@@ -109,6 +114,27 @@ impl ImageStore {
         name: Option<&str>,
         board: &Platform,
     ) -> Result<ImageRecord, ImageError> {
+        self.import_as(path, name, board, None)
+    }
+
+    /// Stores what a pull fetched into the OCI layout `layout`.
+    fn import_pulled(
+        &self,
+        layout: &Path,
+        name: &str,
+        board: &Platform,
+        index_digest: Option<String>,
+    ) -> Result<ImageRecord, ImageError> {
+        self.import_as(layout, Some(name), board, index_digest)
+    }
+
+    fn import_as(
+        &self,
+        path: &Path,
+        name: Option<&str>,
+        board: &Platform,
+        index_digest: Option<String>,
+    ) -> Result<ImageRecord, ImageError> {
         let shown = path.display().to_string();
         let work = tempfile::Builder::new()
             .prefix("import-")
@@ -130,6 +156,7 @@ impl ImageStore {
         let record = ImageRecord {
             name: found.name.to_string(),
             manifest_digest: found.manifest_digest,
+            index_digest,
             config_digest: found.config_digest,
             platform: found.platform,
             layers: found.layers.iter().map(|l| l.expected.diff_id.clone()).collect(),
@@ -152,6 +179,13 @@ impl ImageStore {
         };
         if final_dir.is_dir() {
             return Ok(()); // shared with an image imported before
+        }
+        if !layer.path.is_file() {
+            return Err(ImageError::MissingBlob {
+                what: "layer",
+                digest: layer.expected.label().to_owned(),
+                source_name: layer.source_name.clone(),
+            });
         }
         let staging = work.join(format!("layer-{}", hex_of(diff_id).unwrap_or_default()));
         fs::create_dir(&staging).map_err(ImageError::io(&staging))?;
@@ -213,7 +247,9 @@ impl ImageStore {
             return Ok(self.list()?.into_iter().find(|r| {
                 let same_repo = ImageRef::parse(&r.name).is_ok_and(|n| n.repository() == repository);
                 same_repo
-                    && (r.manifest_digest.as_deref() == Some(digest.as_str()) || r.config_digest == *digest)
+                    && (r.manifest_digest.as_deref() == Some(digest.as_str())
+                        || r.index_digest.as_deref() == Some(digest.as_str())
+                        || r.config_digest == *digest)
             }));
         }
         let path = self.record_path(&wanted.to_string());

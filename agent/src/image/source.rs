@@ -90,11 +90,14 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
-/// A layer to unpack: where its bytes are and what they must be.
+/// A layer to unpack: where its bytes are and what they must be. The blob may be absent when
+/// the store has the layer already (a pull fetches only the layers it lacks).
 #[derive(Debug, Clone)]
 pub struct LayerSource {
     pub path: PathBuf,
     pub expected: ExpectedLayer,
+    /// The source, for the error if the blob is needed and absent.
+    pub source_name: String,
 }
 
 /// An image found in a source, ready to be stored.
@@ -185,13 +188,13 @@ fn find_oci(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) -> Re
                 media_type: desc.media_type.clone(),
             });
         }
-        let path = existing(blob_path(dir, &desc.digest, shown)?, "layer", &desc.digest, shown)?;
+        let path = blob_path(dir, &desc.digest, shown)?;
         let expected = ExpectedLayer {
             digest: Some(desc.digest.clone()),
             size: Some(desc.size),
             diff_id: diff_id.clone(),
         };
-        layers.push(LayerSource { path, expected });
+        layers.push(LayerSource { path, expected, source_name: shown.to_owned() });
     }
     Ok(Found {
         name,
@@ -319,7 +322,7 @@ fn find_docker(dir: &Path, shown: &str, name: Option<&str>, board: &Platform) ->
         // Docker names no stored digest: the diff_id (vouched for by the config's digest) is
         // checked while unpacking, gzipped or not.
         let expected = ExpectedLayer { digest: None, size: None, diff_id: diff_id.clone() };
-        layers.push(LayerSource { path, expected });
+        layers.push(LayerSource { path, expected, source_name: shown.to_owned() });
     }
     Ok(Found {
         name,

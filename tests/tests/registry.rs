@@ -1,0 +1,354 @@
+//! Pulling images from a real registry: Debian's `docker-registry` on this machine, seeded with
+//! `skopeo` from the multi-arch busybox layout (linux/amd64 and linux/arm64 under one index)
+//! and an image made by `umoci` on top of it. `bramble-agent image pull` picks the board's
+//! platform, pulls by tag or digest, rejects a corrupt blob without storing anything, resumes a
+//! pull cut off by a registry restart, and fetches only the layers it does not have.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bramble_tests::cluster::Netns;
+use bramble_tests::{
+    binary, busybox_layout, free_port, require_root, require_tool, run, spawn_logged, text, wait_until,
+};
+use serde_json::Value;
+
+/// A `docker-registry` on a free port (all addresses), its storage in a temp dir; stopped on drop.
+struct Registry {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        require_tool("docker-registry");
+        require_tool("skopeo");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 0.0.0.0:{port}\n",
+            dir.path().join("data").display()
+        );
+        fs::write(dir.path().join("config.yml"), config).expect("registry config");
+        let mut registry = Registry { dir, port, child: None };
+        registry.spawn();
+        registry
+    }
+
+    fn spawn(&mut self) {
+        let log = self.dir.path().join("registry.log");
+        let child = spawn_logged(
+            Command::new("docker-registry").arg("serve").arg(self.dir.path().join("config.yml")),
+            &log,
+        );
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(
+            "the registry answering",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || bramble_tests::http_get(port, "/v2/").filter(|a| a.contains(" 200 ")),
+            || fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default(),
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `127.0.0.1:PORT/NAME`.
+    fn image(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Copies an image into the registry with skopeo (`--all`: every platform).
+    fn push(&self, from: &str, name: &str) {
+        let output = run(Command::new("skopeo").args([
+            "copy",
+            "--all",
+            "--quiet",
+            "--dest-tls-verify=false",
+            from,
+            &format!("docker://{}", self.image(name)),
+        ]));
+        assert!(output.status.success(), "skopeo copy {from}: {:?}", text(&output));
+    }
+
+    /// A manifest as the registry serves it, and its digest.
+    fn manifest(&self, reference: &str) -> (Value, String) {
+        let output = run(Command::new("skopeo").args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", self.image(reference)),
+        ]));
+        assert!(output.status.success(), "skopeo inspect {reference}: {:?}", text(&output));
+        let digest = {
+            use sha2::Digest;
+            format!("sha256:{}", hex(&sha2::Sha256::digest(&output.stdout)))
+        };
+        (serde_json::from_slice(&output.stdout).expect("a JSON manifest"), digest)
+    }
+
+    /// Where the registry keeps blob `digest`.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// This machine's architecture as images name it, and another one the test image has.
+fn architectures() -> (&'static str, &'static str) {
+    if cfg!(target_arch = "aarch64") { ("arm64", "amd64") } else { ("amd64", "arm64") }
+}
+
+/// `bramble-agent image --state-dir STATE ARGS`, through `wrapper` (nsenter) when given.
+fn agent(state: &Path, args: &[&str], wrapper: Option<&[&str]>) -> std::process::Output {
+    run(&mut agent_command(state, args, wrapper))
+}
+
+fn agent_command(state: &Path, args: &[&str], wrapper: Option<&[&str]>) -> Command {
+    let mut command = match wrapper {
+        Some([program, rest @ ..]) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(binary("bramble-agent"));
+            c
+        }
+        _ => Command::new(binary("bramble-agent")),
+    };
+    command.arg("image").arg("--state-dir").arg(state).args(args);
+    command
+}
+
+fn pull(registry: &Registry, state: &Path, image: &str, extra: &[&str]) -> std::process::Output {
+    let host = format!("127.0.0.1:{}", registry.port);
+    let mut args = vec!["pull", "--insecure-registry", &host];
+    args.extend_from_slice(extra);
+    let image = registry.image(image);
+    args.push(&image);
+    agent(state, &args, None)
+}
+
+#[test]
+fn pull_by_tag_and_by_digest_for_the_boards_platform() {
+    let registry = Registry::start();
+    registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
+    let (this_arch, other_arch) = architectures();
+    let state = tempfile::tempdir().expect("state");
+
+    let out = pull(&registry, state.path(), "busybox:1", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let expected = format!(
+        "pulled {} (linux/{this_arch}, 1 layers: 1 fetched, 0 already stored",
+        registry.image("busybox:1")
+    );
+    assert!(stdout.starts_with(&expected), "{stdout}");
+
+    // By the index's digest: the same image, nothing fetched again but the manifests.
+    let (index, index_digest) = registry.manifest("busybox:1");
+    assert_eq!(index["manifests"].as_array().map(Vec::len), Some(2), "a two-platform index: {index}");
+    let by_digest = format!("busybox@{index_digest}");
+    let out = pull(&registry, state.path(), &by_digest, &[]);
+    assert!(text(&out).0.contains("1 layers: 0 fetched, 1 already stored"), "{:?}", text(&out));
+    let listed = text(&agent(state.path(), &["ls"], None)).0;
+    assert!(
+        listed.contains(&registry.image("busybox:1")) && listed.contains(&registry.image(&by_digest)),
+        "{listed}"
+    );
+
+    // Another platform of the same index is another image (its own layer).
+    let other = tempfile::tempdir().expect("state");
+    let platform = format!("linux/{other_arch}");
+    let out = pull(&registry, other.path(), "busybox:1", &["--platform", &platform]);
+    assert!(text(&out).0.contains(&format!("(linux/{other_arch}, 1 layers: 1 fetched")), "{:?}", text(&out));
+    let ids =
+        |listing: &str| listing.lines().nth(1).and_then(|l| l.split_whitespace().nth(2)).map(str::to_owned);
+    assert_ne!(ids(&listed), ids(&text(&agent(other.path(), &["ls"], None)).0), "two platforms, two images");
+
+    // Errors say what is wrong: a platform the index lacks, an unknown image.
+    let none = pull(&registry, other.path(), "busybox:1", &["--platform", "linux/s390x"]);
+    assert!(!none.status.success());
+    let message = text(&none).1;
+    assert!(message.contains("no image for linux/s390x; it has linux/amd64, linux/arm64"), "{message}");
+    let unknown = pull(&registry, other.path(), "nosuch:1", &[]);
+    assert!(text(&unknown).1.contains("manifest unknown"), "{:?}", text(&unknown));
+}
+
+#[test]
+fn a_corrupt_blob_is_rejected_and_nothing_is_stored() {
+    let registry = Registry::start();
+    registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
+    let (this_arch, _) = architectures();
+    let (index, _) = registry.manifest("busybox:1");
+    let entry = index["manifests"]
+        .as_array()
+        .and_then(|m| m.iter().find(|e| e["platform"]["architecture"] == this_arch))
+        .expect("this machine's platform in the index");
+    let (manifest, _) = registry.manifest(&format!("busybox@{}", entry["digest"].as_str().expect("digest")));
+    let layer = manifest["layers"][0]["digest"].as_str().expect("a layer").to_owned();
+    // Same size, other bytes: only the digest can tell.
+    let path = registry.blob_file(&layer);
+    let mut bytes = fs::read(&path).expect("the layer blob");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&path, bytes).expect("corrupt the blob");
+
+    let state = tempfile::tempdir().expect("state");
+    let out = pull(&registry, state.path(), "busybox:1", &[]);
+    assert!(!out.status.success());
+    let message = text(&out).1;
+    assert!(message.contains(&format!("blob {layer}: its content hashes to sha256:")), "{message}");
+    assert!(message.contains("the blob is corrupt"), "{message}");
+    let listed = text(&agent(state.path(), &["ls"], None)).0;
+    assert_eq!(listed.lines().count(), 1, "no image stored: {listed}");
+    let layers = fs::read_dir(state.path().join("images/layers")).expect("layers dir").count();
+    assert_eq!(layers, 0, "no layer stored");
+    assert!(
+        fs::read_dir(state.path().join("images/pulls")).map_or(0, |d| d.count()) == 0,
+        "nothing left of the pull"
+    );
+}
+
+#[test]
+fn a_pull_cut_off_by_a_registry_restart_resumes_and_shared_layers_stay() {
+    require_root();
+    require_tool("ip");
+    require_tool("tc");
+    require_tool("nsenter");
+    require_tool("umoci");
+    let mut registry = Registry::start();
+    registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
+    // An image of busybox plus a 24 MiB layer of random bytes, by umoci.
+    let work = tempfile::tempdir().expect("work dir");
+    let layout = work.path().join("oci");
+    let base = format!("oci:{}:base", layout.display());
+    let copied = run(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}", registry.image("busybox:1")),
+        &base,
+    ]));
+    assert!(copied.status.success(), "{:?}", text(&copied));
+    let big = work.path().join("big");
+    let random: Vec<u8> = {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        (0..24 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect()
+    };
+    fs::write(&big, random).expect("big file");
+    let inserted = run(Command::new("umoci")
+        .args(["insert", "--image"])
+        .arg(format!("{}:base", layout.display()))
+        .args(["--tag", "big"])
+        .arg(&big)
+        .arg("/big"));
+    assert!(inserted.status.success(), "{:?}", text(&inserted));
+    registry.push(&format!("oci:{}:big", layout.display()), "big:1");
+
+    // The board is a network namespace whose link from the registry is held to 40 Mbit/s, so
+    // the pull takes seconds and can be cut off halfway.
+    let netns = Netns::new(31);
+    let limited = run(Command::new("tc").args([
+        "qdisc",
+        "add",
+        "dev",
+        &netns.host_if,
+        "root",
+        "tbf",
+        "rate",
+        "40mbit",
+        "burst",
+        "32kbit",
+        "latency",
+        "400ms",
+    ]));
+    assert!(limited.status.success(), "tc: {:?}", text(&limited));
+    let host = format!("{}:{}", netns.host_ip, registry.port);
+    let nsenter = format!("--net=/run/netns/{}", netns.name);
+    let wrapper: [&str; 2] = ["nsenter", &nsenter];
+    let state = tempfile::tempdir().expect("state");
+    let image = |name: &str| format!("{host}/{name}");
+
+    let first =
+        agent(state.path(), &["pull", "--insecure-registry", &host, &image("busybox:1")], Some(&wrapper));
+    assert!(first.status.success(), "{:?}", text(&first));
+
+    let stderr_path = state.path().join("pull.err");
+    let pulling =
+        agent_command(state.path(), &["pull", "--insecure-registry", &host, &image("big:1")], Some(&wrapper))
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&stderr_path).expect("stderr file"))
+            .spawn()
+            .expect("the pull starts");
+    let partial = wait_until(
+        "a blob fetched in part",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || partial_over(&state.path().join("images/pulls"), 2 << 20),
+        || fs::read_to_string(&stderr_path).unwrap_or_default(),
+    );
+    registry.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    registry.spawn();
+    let output = pulling.wait_with_output().expect("the pull ends");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("trying again"), "the cut was seen and retried: {stderr}");
+    assert!(stdout.contains("2 layers: 1 fetched, 1 already stored"), "busybox's layer is shared: {stdout}");
+    let fetched: f64 = stdout
+        .split("already stored; ")
+        .nth(1)
+        .and_then(|rest| rest.split(" MiB").next())
+        .and_then(|n| n.parse().ok())
+        .expect("bytes over the network in the summary");
+    assert!(
+        fetched < 30.0,
+        "resumed from the {partial} bytes it had, not fetched twice (24 MiB layer): {fetched} MiB"
+    );
+    let listed = text(&agent(state.path(), &["ls"], None)).0;
+    assert!(listed.contains(&image("big:1")), "{listed}");
+}
+
+/// A `.partial` blob of more than `bytes` under `dir`, by its size.
+fn partial_over(dir: &Path, bytes: u64) -> Option<u64> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "partial") {
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                if size > bytes {
+                    return Some(size);
+                }
+            }
+        }
+    }
+    None
+}
