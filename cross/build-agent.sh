@@ -6,11 +6,11 @@
 #   cross/build-agent.sh armv7-unknown-linux-musleabihf    # Pi 2/3/4 (32-bit OS)
 #   cross/build-agent.sh arm-unknown-linux-musleabihf      # Pi Zero/1 (ARMv6)
 #
-# Where rustup has the target's standard library, this is a plain `cargo build` linked by
-# rust-lld (.cargo/config.toml). Where it does not (armv7/armv6 musl cannot be downloaded on
-# some machines), std is built from source (-Zbuild-std, needs rust-src) by the nightly named
-# in cross/build-std-toolchain and linked by zig through cargo-zigbuild; both routes give a
-# fully static binary.
+# zig, through cargo-zigbuild, compiles the C and assembly of ring (rustls' crypto, for HTTPS
+# pulls) for the target and links. Where rustup has the target's standard library this is the
+# stable toolchain; where it does not (armv7/armv6 musl cannot be downloaded on some
+# machines), std is built from source (-Zbuild-std, needs rust-src) by the nightly named in
+# cross/build-std-toolchain. Both routes give a fully static binary.
 set -euo pipefail
 target=${1:?usage: cross/build-agent.sh TARGET [cargo args…]}
 shift
@@ -46,19 +46,26 @@ build() { # package, then extra cargo arguments
   shift
   # Only the agent depends on libcontainer; the reaper would warn that the patch is unused.
   [ "$package" = bramble-agent ] || local patch_args=()
+  # zig from the venv scripts/setup.sh made, if there is one; else zig or ziglang on PATH.
+  local venv_python="${BRAMBLE_TOOLS:-/opt/bramble-tools}/venv/bin/python3"
+  if [ -x "$venv_python" ]; then
+    export CARGO_ZIGBUILD_PYTHON_PATH="$venv_python"
+  fi
+  local flags_var
+  flags_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
+  # zig links its own musl; rust's self-contained crt objects would clash. zig also warns
+  # about a target's missing rustlib directory, which build-std does not need.
+  export "$flags_var"="-C link-self-contained=no -A linker_messages"
   if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-    cargo build --release --target "$target" -p "$package" "${patch_args[@]}" "$@" >&2
-  else
-    local flags_var
-    flags_var="CARGO_TARGET_$(echo "$target" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
-    # zig links its own musl; rust's self-contained crt objects would clash. zig also warns
-    # about the target's missing rustlib directory, which build-std does not need.
-    export "$flags_var"="-C link-self-contained=no -A linker_messages"
-    # zig from the venv scripts/setup.sh made, if there is one; else zig or ziglang on PATH.
-    local venv_python="${BRAMBLE_TOOLS:-/opt/bramble-tools}/venv/bin/python3"
-    if [ -x "$venv_python" ]; then
-      export CARGO_ZIGBUILD_PYTHON_PATH="$venv_python"
+    if [ "$package" = bramble-reaper ]; then
+      # No C in the no_std reaper: rust-lld links it (.cargo/config.toml), with rustup's
+      # self-contained musl, as before zig was needed.
+      unset "$flags_var"
+      cargo build --release --target "$target" -p "$package" "$@" >&2
+    else
+      cargo zigbuild --release --target "$target" -p "$package" "${patch_args[@]}" "$@" >&2
     fi
+  else
     cargo "+$(cat cross/build-std-toolchain)" zigbuild -Zbuild-std=std,panic_abort --release --target "$target" \
       -p "$package" "${patch_args[@]}" "$@" >&2
   fi

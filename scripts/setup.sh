@@ -65,20 +65,24 @@ for target in armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf; do
   fi
 done
 if [ "$need_build_std" = 1 ]; then
-  # std from source needs nightly's rust-src; zig (from PyPI) links; cargo-zigbuild drives both.
+  # std from source needs nightly's rust-src.
   rustup toolchain install "$(cat cross/build-std-toolchain)" --profile minimal -c rust-src
-  if [ ! -x "$TOOLS/venv/bin/python3" ]; then
-    python3 -m venv "$TOOLS/venv"
-  fi
-  if ! "$TOOLS/venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
-    "$TOOLS/venv/bin/pip" install -q "ziglang==$ZIGLANG_VERSION"
-  fi
-  if ! cargo zigbuild --help >/dev/null 2>&1 || \
-     ! cargo install --list | grep -q "^cargo-zigbuild v$CARGO_ZIGBUILD_VERSION:"; then
-    cargo install --locked --quiet "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
-  fi
-  echo "zig $("$TOOLS/venv/bin/python3" -m ziglang version) via $TOOLS/venv"
 fi
+
+step "zig (the C cross compiler and linker of board builds) and cargo-zigbuild"
+# ring (rustls' crypto, for HTTPS image pulls) compiles C and assembly for the board: zig, from
+# PyPI, is that compiler for every target, and cargo-zigbuild drives it.
+if [ ! -x "$TOOLS/venv/bin/python3" ]; then
+  python3 -m venv "$TOOLS/venv"
+fi
+if ! "$TOOLS/venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+  "$TOOLS/venv/bin/pip" install -q "ziglang==$ZIGLANG_VERSION"
+fi
+if ! cargo zigbuild --help >/dev/null 2>&1 || \
+   ! cargo install --list | grep -q "^cargo-zigbuild v$CARGO_ZIGBUILD_VERSION:"; then
+  cargo install --locked --quiet "cargo-zigbuild@$CARGO_ZIGBUILD_VERSION"
+fi
+echo "zig $("$TOOLS/venv/bin/python3" -m ziglang version) via $TOOLS/venv"
 
 step "Ready"
 echo "build: cargo build --workspace; boards: cross/build-agent.sh TARGET; tests: bash scripts/test.sh"
