@@ -74,6 +74,9 @@ enum Command {
         /// coordinator's --node-grace.
         #[arg(long, default_value_t = 5000)]
         health_interval_ms: u64,
+        /// A registry pulled from over plain HTTP instead of HTTPS (`host:port`; repeatable).
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
     },
     /// Show the board's facts and its pods' status.
     Status {
@@ -153,6 +156,7 @@ pub fn main() -> ExitCode {
             labels,
             prefix,
             health_interval_ms,
+            insecure_registries,
         } => {
             let cluster = server.map(|server| cluster::ClusterOptions {
                 server,
@@ -162,7 +166,7 @@ pub fn main() -> ExitCode {
                 prefix,
                 health_interval_ms: health_interval_ms.max(100),
             });
-            daemon::run(&daemon::Options { state_dir, run_dir, manifests, cluster })
+            daemon::run(&daemon::Options { state_dir, run_dir, manifests, cluster, insecure_registries })
         }
         Command::Status { state_dir, run_dir, output } => {
             status::command(&state_dir, &run_dir, output.is_some())

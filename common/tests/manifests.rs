@@ -42,14 +42,31 @@ fn ignored_kubernetes_fields_are_named_in_warnings() {
     assert_eq!(
         warnings,
         [
-            "spec.template.spec.containers[0].imagePullPolicy: not supported by bramble, ignored",
             "spec.template.spec.containers[0].securityContext: not supported by bramble, ignored",
             "spec.template.spec.tolerations: not supported by bramble, ignored",
         ]
     );
     assert_eq!(
         m.objects[0].warnings[0].to_string(),
-        "nginx.yaml: document 1: deployment \"nginx-deployment\": spec.template.spec.containers[0].imagePullPolicy: not supported by bramble, ignored (line 31)"
+        "nginx.yaml: document 1: deployment \"nginx-deployment\": spec.template.spec.containers[0].securityContext: not supported by bramble, ignored (line 48)"
+    );
+}
+
+#[test]
+fn image_pull_policy_is_read_and_checked() {
+    use bramble_common::objects::PullPolicy;
+    let m = example("nginx.yaml");
+    let Object::Deployment(d) = &m.objects[0].object else { panic!("nginx.yaml starts with a Deployment") };
+    assert_eq!(d.spec.template.spec.containers[0].image_pull_policy, Some(PullPolicy::IfNotPresent));
+    let bad = parse_manifests(
+        "bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: busybox\n    imagePullPolicy: Sometimes\n",
+    );
+    assert_eq!(
+        bad.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "bad.yaml: document 1: pod \"p\": spec.containers[0].imagePullPolicy: expected Always, IfNotPresent or Never, found \"Sometimes\" (line 9)"
+        ]
     );
 }
 

@@ -47,7 +47,12 @@ pub fn pod_status(pod: &PodRecord, nodes: &Nodes, facts: &[NodeFacts]) -> Value 
                 PodPhase::Failed => "Failed",
                 PodPhase::Unknown => "Unknown",
             };
-            (phase, r.ready, r.restarts, r.reason.clone(), None)
+            // The board says `Reason: message`.
+            let (reason, message) = match r.reason.as_deref().map(|text| text.split_once(": ")) {
+                Some(Some((reason, message))) => (Some(reason.to_owned()), Some(message.to_owned())),
+                _ => (r.reason.clone(), None),
+            };
+            (phase, r.ready, r.restarts, reason, message)
         }
     };
     let ready_status = if ready { "True" } else { "False" };

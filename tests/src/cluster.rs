@@ -79,6 +79,9 @@ impl Netns {
         ip(&["-n", &name, "addr", "add", &format!("{board_ip}/24"), "dev", &board_if]);
         ip(&["-n", &name, "link", "set", &board_if, "up"]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
+        // The host's other addresses (a registry listening on another board's host side) are
+        // reached through it too.
+        ip(&["-n", &name, "route", "add", "default", "via", &host_ip]);
         netns
     }
 }
@@ -352,6 +355,8 @@ pub struct Board {
     pub name: String,
     pub dir: tempfile::TempDir,
     pub netns: Netns,
+    /// More `bramble-agent run` arguments (`--insecure-registry …`).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -363,6 +368,7 @@ impl Board {
             name: format!("b{}-{index}", std::process::id()),
             dir,
             netns: Netns::new(index),
+            extra_args: Vec::new(),
             child: None,
         };
         import_busybox(&binary("bramble-agent"), &board.state(), &[]);
@@ -395,8 +401,17 @@ impl Board {
         nsenter.arg(format!("--net=/run/netns/{}", self.netns.name)).arg("--").arg(binary("bramble-agent"));
         let server = format!("mqtt://{}:{mqtt_port}", self.netns.host_ip);
         let health = health_interval_ms.to_string();
-        let extra =
-            ["--server", &server, "--token", token, "--name", &self.name, "--health-interval-ms", &health];
+        let mut extra = vec![
+            "--server",
+            &server,
+            "--token",
+            token,
+            "--name",
+            &self.name,
+            "--health-interval-ms",
+            &health,
+        ];
+        extra.extend(self.extra_args.iter().map(String::as_str));
         self.child = Some(spawn_agent_run(nsenter, self.dir.path(), &extra));
     }
 

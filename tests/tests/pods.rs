@@ -584,7 +584,9 @@ fn bad_input_gives_one_clear_reason_each() {
     let simple = |image: &str, extra: &str| {
         format!("  containers:\n  - name: c\n    image: {image}\n    command: [sleep, \"1000\"]\n{extra}")
     };
-    agent.apply("noimage.yaml", &pod_yaml(&no_image, &simple("busybox:9.99", "")));
+    // Never pulled: a missing image is only reported (a pull would go to Docker Hub).
+    agent
+        .apply("noimage.yaml", &pod_yaml(&no_image, &simple("busybox:9.99", "    imagePullPolicy: Never\n")));
     agent.apply("broken.yaml", &pod_yaml(&broken, &simple("broken:1", "")));
     agent.apply(
         "greedy.yaml",

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bramble_tests::cluster::Netns;
+use bramble_tests::cluster::{
+    Board, Coordinator, DEPLOYMENT, Netns, Options, delete_web_and_check_logs, until, until_ready,
+};
 use bramble_tests::{
     binary, busybox_layout, free_port, require_root, require_tool, run, spawn_logged, text, wait_until,
 };
@@ -332,6 +334,68 @@ fn a_pull_cut_off_by_a_registry_restart_resumes_and_shared_layers_stay() {
     );
     let listed = text(&agent(state.path(), &["ls"], None)).0;
     assert!(listed.contains(&image("big:1")), "{listed}");
+}
+
+/// Boards pull what the coordinator assigns them: a Deployment of an image in the registry runs
+/// on two boards (its layer was on them already: only the manifests travel), and one whose
+/// image the registry lacks waits in ImagePullBackOff saying why.
+#[test]
+fn boards_pull_the_images_of_their_pods() {
+    require_root();
+    require_tool("ip");
+    require_tool("nsenter");
+    let registry = Registry::start();
+    registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
+    let coordinator = Coordinator::start(Options::default());
+    let join = coordinator.secret("join-token");
+    let mut boards: Vec<Board> = (41..=42).map(Board::new).collect();
+    // Every board reaches the registry at the host side of the first board's link.
+    let host = format!("{}:{}", boards[0].netns.host_ip, registry.port);
+    for board in &mut boards {
+        board.extra_args = vec!["--insecure-registry".into(), host.clone()];
+        board.start(coordinator.mqtt_port, &join);
+    }
+    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
+    until_ready(&coordinator, &names, "two boards Ready");
+
+    let manifest = coordinator.dir.path().join("web.yaml");
+    let deployment = DEPLOYMENT
+        .replace("replicas: 6", "replicas: 2")
+        .replace("busybox:latest", &format!("{host}/busybox:1"));
+    fs::write(&manifest, deployment).expect("manifest");
+    coordinator.bramble(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    until(&coordinator, "both replicas Running from the pulled image", 60, || {
+        coordinator.running_per_board().filter(|m| m.values().sum::<usize>() == 2 && m.len() == 2)
+    });
+    for board in &boards {
+        let log = board.log();
+        assert!(
+            log.contains(&format!("pulled image {host}/busybox:1: 0 layers fetched, 1 already stored")),
+            "{log}"
+        );
+    }
+
+    let missing = DEPLOYMENT
+        .replace("name: web", "name: missing")
+        .replace("{app: web}", "{app: missing}")
+        .replace("replicas: 6", "replicas: 1")
+        .replace("busybox:latest", &format!("{host}/nosuch:1"));
+    let manifest = coordinator.dir.path().join("missing.yaml");
+    fs::write(&manifest, missing).expect("manifest");
+    coordinator.bramble(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    let pod = until(&coordinator, "the missing image's pod in ImagePullBackOff", 60, || {
+        coordinator.pods().into_iter().find(|p| {
+            p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("missing-"))
+                && p["status"]["reason"] == "ImagePullBackOff"
+        })
+    });
+    let message = pod["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("pull {host}/nosuch:1")) && message.contains("manifest unknown"),
+        "{pod}"
+    );
+    coordinator.bramble(&["delete", "deployment/missing"]);
+    delete_web_and_check_logs(&coordinator, &boards);
 }
 
 /// A `.partial` blob of more than `bytes` under `dir`, by its size.

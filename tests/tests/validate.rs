@@ -20,10 +20,10 @@ fn the_examples_validate_with_their_warnings() {
     assert!(stdout.contains("examples/nginx.yaml: document 1: Deployment default/nginx-deployment: 3 replicas of nginx:1.27.2\n"), "{stdout}");
     assert!(stdout.contains("examples/redis.yaml: document 2: Namespace cache\n"), "{stdout}");
     assert!(
-        stdout.contains("  warning: spec.template.spec.containers[0].imagePullPolicy: not supported by bramble, ignored (line 31)\n"),
+        stdout.contains("  warning: spec.template.spec.containers[0].securityContext: not supported by bramble, ignored (line 48)\n"),
         "{stdout}"
     );
-    assert!(stdout.ends_with("11 objects, 5 warnings, 0 errors\n"), "{stdout}");
+    assert!(stdout.ends_with("11 objects, 4 warnings, 0 errors\n"), "{stdout}");
 }
 
 #[test]

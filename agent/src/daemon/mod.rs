@@ -19,10 +19,12 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bramble_common::Object;
-use bramble_common::objects::{Container, Protocol, VolumeSource};
+use bramble_common::objects::{Container, Protocol, PullPolicy, VolumeSource};
+use bramble_common::platform::Platform;
 use bramble_common::wire::{self, DesiredPods, ObservedPods, PodPhase, PodReport};
 use heapless::Deque;
 use nix::fcntl::{Flock, FlockArg};
@@ -31,7 +33,7 @@ use crate::cluster::{ClusterOptions, Session};
 use crate::desired::desired_pods;
 use crate::fsutil::{disk_space, write_atomic};
 use crate::health::HealthMonitor;
-use crate::image::ImageStore;
+use crate::image::{ImageStore, Progress, PullOptions};
 use crate::log;
 use crate::probe::{self, Probes};
 use crate::reconcile::{
@@ -61,6 +63,8 @@ pub struct Options {
     pub manifests: PathBuf,
     /// Join a cluster over MQTT (`--server`).
     pub cluster: Option<ClusterOptions>,
+    /// Registries pulled from over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
 }
 
 enum Event {
@@ -74,6 +78,25 @@ enum Event {
         kind: probe::Kind,
         outcome: Result<(), String>,
     },
+    /// A pull ended: what it did, or why it failed.
+    Pulled {
+        image: String,
+        outcome: Result<String, String>,
+    },
+}
+
+/// An image pull the daemon started.
+enum PullState {
+    /// `failures`: of the pulls of this image before this one, in a row.
+    Running { progress: Arc<Mutex<Progress>>, failures: u32 },
+    /// Failed; tried again once `retry_ms` passed, waiting twice as long after each failure.
+    Failed { message: String, retry_ms: u64, failures: u32 },
+}
+
+/// How long after a failed pull the next one may start: 10 s doubling to 5 min, as kubelet's
+/// image pull back-off.
+fn pull_backoff_ms(failures: u32) -> u64 {
+    (10_000u64 << failures.saturating_sub(1).min(5)).min(300_000)
 }
 
 /// The id of a pod's container: `<pod uid>_<container>` (neither part can hold `_`).
@@ -137,6 +160,8 @@ struct Daemon {
     history: BTreeMap<String, Deque<Terminated, HISTORY>>,
     /// The last failure logged per container, so each is logged once.
     logged: BTreeMap<String, String>,
+    /// Image pulls by image reference: one at a time per image, however many pods want it.
+    pulls: BTreeMap<String, PullState>,
     board_memory: u64,
     boot_id: String,
     events: Receiver<Event>,
@@ -229,6 +254,7 @@ impl Daemon {
             probes: BTreeMap::new(),
             history: BTreeMap::new(),
             logged: BTreeMap::new(),
+            pulls: BTreeMap::new(),
             board_memory: status::board_memory(),
             boot_id,
             events,
@@ -264,6 +290,10 @@ impl Daemon {
     fn handle(&mut self, event: Event) {
         if let Event::Assigned(set) = event {
             self.take_assignment(set);
+            return;
+        }
+        if let Event::Pulled { image, outcome } = event {
+            self.pulled(image, outcome);
             return;
         }
         let Event::Probe { id, run, kind, outcome } = event else { return };
@@ -643,6 +673,12 @@ impl Daemon {
             Ok(()) => self.try_start(&pod, &container, &id),
             Err(e) => Err(("CreateContainerError", format!("cleaning its previous run: {e}"))),
         };
+        let outcome = match outcome {
+            Err(("ImageNotPresent", _)) if container.image_pull_policy != Some(PullPolicy::Never) => {
+                Err(self.pull(&container.image, now))
+            }
+            other => other,
+        };
         let who = self.describe(&id);
         let Some(c) = self.records.get_mut(uid).and_then(|r| r.containers.get_mut(name)) else { return };
         match outcome {
@@ -666,13 +702,101 @@ impl Daemon {
                     failed_ms: now,
                     attempts,
                 });
-                if self.logged.get(&id) != Some(&message) {
+                // A pull in progress is logged by the pull, not by every container waiting.
+                if self.logged.get(&id) != Some(&message) && reason != "ImagePulling" {
                     log(format!("{who}: cannot start: {reason}: {message}"));
                     self.logged.insert(id.clone(), message);
                 }
             }
         }
         self.save(uid);
+    }
+
+    /// Where the pull of `image` stands, as a container's waiting reason; starts it when none
+    /// runs and no back-off holds it.
+    fn pull(&mut self, image: &str, now: u64) -> (&'static str, String) {
+        match self.pulls.get(image) {
+            Some(PullState::Running { progress, .. }) => {
+                let p = progress.lock().map(|p| *p).unwrap_or_default();
+                let done = if p.layers == 0 {
+                    String::new()
+                } else {
+                    format!(": {} of {} layers, {}", p.layers_done, p.layers, human_bytes(p.bytes))
+                };
+                return ("ImagePulling", format!("pulling image {image}{done}"));
+            }
+            Some(PullState::Failed { message, retry_ms, .. }) if now < *retry_ms => {
+                return ("ImagePullBackOff", message.clone());
+            }
+            _ => {}
+        }
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let failures = match self.pulls.get(image) {
+            Some(PullState::Failed { failures, .. }) => *failures,
+            _ => 0,
+        };
+        self.pulls.insert(image.to_owned(), PullState::Running { progress: Arc::clone(&progress), failures });
+        let (store, sender, reference) = (self.images.clone(), self.sender.clone(), image.to_owned());
+        let options = PullOptions {
+            insecure_registries: self.options.insecure_registries.clone(),
+            attempts: 3,
+            ..PullOptions::default()
+        };
+        log(format!("pulling image {image}"));
+        let spawned = std::thread::Builder::new().name("pull".into()).spawn(move || {
+            let mut report = |p: Progress| {
+                if let Ok(mut shared) = progress.lock() {
+                    *shared = p;
+                }
+            };
+            let outcome = store
+                .pull(&reference, &Platform::of_this_build(), &options, &mut report)
+                .map(|pulled| {
+                    format!(
+                        "{} layers fetched, {} already stored, {} over the network",
+                        pulled.layers_fetched,
+                        pulled.layers_present,
+                        human_bytes(pulled.bytes_fetched)
+                    )
+                })
+                .map_err(|e| e.to_string());
+            let _ = sender.send(Event::Pulled { image: reference, outcome });
+        });
+        if let Err(e) = spawned {
+            self.pulls.remove(image);
+            return ("ErrImagePull", format!("pull {image}: cannot start a thread: {e}"));
+        }
+        ("ImagePulling", format!("pulling image {image}"))
+    }
+
+    /// A pull ended: the containers waiting for it start now, or wait for the next try.
+    fn pulled(&mut self, image: String, outcome: Result<String, String>) {
+        let now = now_ms();
+        let failures = match self.pulls.get(&image) {
+            Some(PullState::Running { failures, .. } | PullState::Failed { failures, .. }) => *failures,
+            None => 0,
+        };
+        match outcome {
+            Ok(summary) => {
+                log(format!("pulled image {image}: {summary}"));
+                self.pulls.remove(&image);
+            }
+            Err(message) => {
+                let failures = failures + 1;
+                let retry_ms = now + pull_backoff_ms(failures);
+                log(format!("{message}; next try in {} s", pull_backoff_ms(failures) / 1000));
+                self.pulls.insert(image.clone(), PullState::Failed { message, retry_ms, failures });
+            }
+        }
+        // Containers held back by this pull are started (or told why not) at once, not after
+        // their start back-off.
+        for record in self.records.values_mut() {
+            for c in record.containers.values_mut() {
+                if c.failure.as_ref().is_some_and(|f| f.reason == "ImagePulling") {
+                    c.failure = None;
+                }
+            }
+        }
     }
 
     /// Checks what can be checked before anything is made, then starts the container.
@@ -1063,7 +1187,11 @@ fn pod_report(pod: &PodStatus) -> PodReport {
         ready: pod.ready,
         restarts: pod.containers.iter().map(|c| c.restart_count).sum(),
         last_exit_code,
-        reason: pod.reason.clone(),
+        // `ImagePullBackOff: container c: pull …: manifest unknown`, as the protocol shows it.
+        reason: match (&pod.reason, &pod.message) {
+            (Some(reason), Some(message)) if !message.is_empty() => Some(format!("{reason}: {message}")),
+            (reason, _) => reason.clone(),
+        },
     }
 }
 

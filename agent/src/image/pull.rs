@@ -292,7 +292,17 @@ impl<'a> Pull<'a> {
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(e) => return Err(registry_error(&self.shown, with_causes(&e))),
+                Err(e) => {
+                    let mut reason = with_causes(&e);
+                    if reason.contains("InvalidContentType") {
+                        // A TLS hello answered in plain HTTP.
+                        let host = &self.wanted.domain;
+                        reason.push_str(&format!(
+                            " ({host} speaks plain HTTP? name it with --insecure-registry {host})"
+                        ));
+                    }
+                    return Err(registry_error(&self.shown, reason));
+                }
             }
         };
         let actual = format!("sha256:{}", hex(&Sha256::digest(&bytes)));

@@ -23,8 +23,8 @@ pub use meta::{DEFAULT_NAMESPACE, IntOrString, ObjectMeta, TemplateMeta};
 pub use namespace::Namespace;
 pub use pod::{
     Container, ContainerPort, EnvVar, HttpGetAction, HttpHeader, Pod, PodSpec, PodTemplateSpec, Probe,
-    ProbeAction, Protocol, ResourceList, ResourceRequirements, RestartPolicy, Scheme, Volume, VolumeMount,
-    VolumeSource,
+    ProbeAction, Protocol, PullPolicy, ResourceList, ResourceRequirements, RestartPolicy, Scheme, Volume,
+    VolumeMount, VolumeSource,
 };
 pub use service::{Service, ServicePort, ServiceSpec, ServiceType};
 

@@ -161,6 +161,10 @@ impl RestartPolicy {
 pub struct Container {
     pub name: String,
     pub image: String,
+    /// When the board pulls the image: `IfNotPresent` unless said (Bramble never re-pulls a
+    /// tag it has; a pinned digest is how to get new bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -183,8 +187,17 @@ pub struct Container {
     pub volume_mounts: Vec<VolumeMount>,
 }
 
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Kubernetes pulls on every start; a board pulls only what it lacks, as `IfNotPresent`.
+    Always,
+    IfNotPresent,
+    /// Never pulled: the image must have been imported on the board.
+    Never,
+}
+
 const CONTAINER_IGNORED: &[&str] = &[
-    "imagePullPolicy",
     "securityContext",
     "lifecycle",
     "terminationMessagePath",
@@ -204,6 +217,7 @@ impl Container {
         Container {
             name: name.to_owned(),
             image: image.to_owned(),
+            image_pull_policy: None,
             command: Vec::new(),
             args: Vec::new(),
             working_dir: None,
@@ -220,6 +234,17 @@ impl Container {
     fn decode(mut f: Fields<'_>, problems: &mut Problems) -> Option<Container> {
         let name = f.required_string("name", problems);
         let image = f.required_string("image", problems);
+        let image_pull_policy = match f.string("imagePullPolicy", problems).as_deref() {
+            None => None,
+            Some("Always") => Some(PullPolicy::Always),
+            Some("IfNotPresent") => Some(PullPolicy::IfNotPresent),
+            Some("Never") => Some(PullPolicy::Never),
+            Some(other) => {
+                let path = f.path("imagePullPolicy");
+                problems.error(&path, format!("expected Always, IfNotPresent or Never, found {other:?}"));
+                None
+            }
+        };
         let command = f.strings("command", problems);
         let args = f.strings("args", problems);
         let working_dir = f.string("workingDir", problems);
@@ -235,6 +260,7 @@ impl Container {
         Some(Container {
             name: name?,
             image: image?,
+            image_pull_policy,
             command,
             args,
             working_dir,
