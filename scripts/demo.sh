@@ -49,9 +49,11 @@ echo "$image"
 
 say "2. bramble coordinator --with-agent: a coordinator, its MQTT broker, and this machine as a board"
 mkdir -p "$board/manifests"
-echo "\$ bramble coordinator --with-agent --listen 127.0.0.1:$api_port --mqtt-listen 127.0.0.1:$mqtt_port ..."
+# --pin-images=false: the demo's busybox is built here, not Docker Hub's, so its tag is not
+# resolved to a registry's digest.
+echo "\$ bramble coordinator --with-agent --listen 127.0.0.1:$api_port --mqtt-listen 127.0.0.1:$mqtt_port --pin-images=false ..."
 "$bin/bramble" coordinator --data-dir "$board/coordinator" \
-  --listen "127.0.0.1:$api_port" --mqtt-listen "127.0.0.1:$mqtt_port" \
+  --listen "127.0.0.1:$api_port" --mqtt-listen "127.0.0.1:$mqtt_port" --pin-images=false \
   --with-agent --agent-arg=--state-dir="$board/state" --agent-arg=--run-dir="$board/run" \
   --agent-arg=--manifests="$board/manifests" --agent-arg=--health-interval-ms=1000 \
   2>"$board/coordinator.log" &

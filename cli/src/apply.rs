@@ -28,6 +28,9 @@ pub fn run(
                 result["result"].as_str().unwrap_or("?")
             );
         }
+        for warning in answer["warnings"].as_array().into_iter().flatten() {
+            eprintln!("Warning: {}", warning.as_str().unwrap_or_default());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

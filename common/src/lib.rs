@@ -20,3 +20,19 @@ pub use manifest::{
 };
 pub use objects::{Kind, Object};
 pub use quantity::Quantity;
+
+/// An error with its causes, each said once: `error sending request: client error (Connect):
+/// Connection refused`. Libraries such as reqwest keep the cause out of their own message.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -20,6 +20,7 @@
 //! | POST | `/apis/bramble.dev/v1/apply?namespace=NS` | body: YAML or JSON manifests |
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -29,21 +30,24 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use bramble_common::Object;
 use bramble_common::objects::Kind;
 use bramble_common::wire::{Action, Response as Chunk};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::images::{Pins, Resolver};
 use crate::server::log;
 
 /// What a client asked for.
 #[derive(Debug)]
 pub enum ApiRequest {
+    /// Decoded and checked objects, with the digests their Deployments' images resolved to.
     Apply {
         namespace: String,
-        source: String,
-        text: Vec<u8>,
+        objects: Vec<Object>,
+        pins: Pins,
     },
     List {
         kind: Kind,
@@ -116,6 +120,8 @@ pub struct ApiCall {
 struct ApiState {
     calls: mpsc::Sender<ApiCall>,
     token: String,
+    /// Pins the images of applied Deployments; `None` leaves tags as they are.
+    resolver: Option<Arc<Resolver>>,
 }
 
 /// A Kubernetes `Status` object for errors.
@@ -128,8 +134,13 @@ pub fn status(code: StatusCode, reason: &str, message: impl Into<String>) -> Api
 }
 
 /// Serves the API on `listener` until the process ends.
-pub fn serve(listener: tokio::net::TcpListener, token: String, calls: mpsc::Sender<ApiCall>) {
-    let state = ApiState { calls, token };
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    token: String,
+    calls: mpsc::Sender<ApiCall>,
+    resolver: Option<Resolver>,
+) {
+    let state = ApiState { calls, token, resolver: resolver.map(Arc::new) };
     let namespaced = |plural: &'static str, kind: Kind| {
         Router::new()
             .route(
@@ -346,7 +357,40 @@ struct ApplyQuery {
 async fn apply(state: State<ApiState>, Query(query): Query<ApplyQuery>, body: Bytes) -> Response {
     let namespace = query.namespace.unwrap_or_else(|| bramble_common::objects::DEFAULT_NAMESPACE.to_owned());
     let source = query.source.unwrap_or_else(|| "request body".to_owned());
-    call(state, ApiRequest::Apply { namespace, source, text: body.to_vec() }).await
+    let objects = match decode_objects(&source, &body) {
+        Ok(objects) => objects,
+        Err(error) => return reply(error),
+    };
+    // The registries are asked here, outside the loop, which never waits on the network.
+    let pins = match &state.resolver {
+        Some(resolver) => resolver.pins(&objects).await,
+        None => Pins::new(),
+    };
+    call(state, ApiRequest::Apply { namespace, objects, pins }).await
+}
+
+/// The objects of an apply: `bramble apply` sends each as the JSON `Object` it decoded and
+/// checked (checked again here); anyone else may send manifests as text, which go through the
+/// same decoder. Nothing is applied if any document has an error.
+fn decode_objects(source: &str, text: &[u8]) -> Result<Vec<Object>, ApiReply> {
+    let invalid =
+        |errors: Vec<String>| status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
+    match serde_json::from_slice::<Object>(text) {
+        Ok(object) => {
+            let problems = bramble_common::validate::validate(&object);
+            if !problems.is_empty() {
+                return Err(invalid(problems.iter().map(|p| format!("{source}: {p}")).collect()));
+            }
+            Ok(vec![object])
+        }
+        Err(_) => {
+            let manifests = bramble_common::parse_manifest_bytes(source, text);
+            if !manifests.is_ok() {
+                return Err(invalid(manifests.errors.iter().map(ToString::to_string).collect()));
+            }
+            Ok(manifests.objects.into_iter().map(|item| item.object).collect())
+        }
+    }
 }
 
 /// One field of a JSON request body, read by `read`; `expected` says what it should have been.

@@ -35,6 +35,13 @@ pub struct CoordinatorArgs {
     /// The prefix of every MQTT topic.
     #[arg(long, default_value = bramble_common::wire::DEFAULT_PREFIX)]
     pub prefix: String,
+    /// Resolve each applied Deployment's image tags to digests, kept in its revision, so every
+    /// replica runs the same bytes even if a tag moves (`--pin-images=false` keeps tags).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_images: bool,
+    /// A registry reached over plain HTTP when pinning (`host:port`; repeatable).
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
     /// Print the Mosquitto ACL file for these topics and exit.
     #[arg(long)]
     pub print_mosquitto_acl: bool,
@@ -110,6 +117,8 @@ pub fn run(args: CoordinatorArgs) -> ExitCode {
         node_grace: args.node_grace,
         placement: args.placement,
         prefix: args.prefix,
+        pin_images: args.pin_images,
+        insecure_registries: args.insecure_registries,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,

@@ -177,7 +177,15 @@ impl<'a> Planner<'a> {
             };
             let mut labels = d.spec.template.metadata.labels.clone();
             labels.insert(TEMPLATE_HASH_LABEL.to_owned(), hash.clone());
-            let spec = d.spec.template.spec.clone();
+            let mut spec = d.spec.template.spec.clone();
+            // The revision's pinned digests: every replica runs the same bytes.
+            if let Some(revision) = self.cluster.revision_of(namespace, &d.metadata.name, &hash) {
+                for container in &mut spec.containers {
+                    if let Some(pinned) = revision.pins.get(&container.image) {
+                        container.image = pinned.clone();
+                    }
+                }
+            }
             self.created.push(PodRecord {
                 uid: pod_uid(namespace, &name, &spec),
                 namespace: namespace.to_owned(),

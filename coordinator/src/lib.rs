@@ -6,6 +6,7 @@ pub mod api;
 pub mod broker;
 pub mod command;
 pub mod controller;
+pub mod images;
 pub mod model;
 pub mod nodes;
 pub mod rollout;

@@ -61,6 +61,10 @@ pub struct Revision {
     /// The Deployment's `kubernetes.io/change-cause` annotation when this template was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_cause: Option<String>,
+    /// Each image as the template names it, to the digest it resolved to when this revision
+    /// was made (`docker.io/library/nginx:1.27@sha256:…`); its pods run these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
 }
 
 /// The annotation `rollout history` shows for each revision.
@@ -156,12 +160,18 @@ impl Cluster {
 
     /// Stores `object`; returns whether anything changed.
     pub fn put_object(&mut self, object: Object) -> bool {
+        self.put_object_pinned(object, &BTreeMap::new())
+    }
+
+    /// Stores `object`; a Deployment template seen for the first time becomes a revision that
+    /// keeps the digests `pins` gives for its images (an existing revision keeps its own).
+    pub fn put_object_pinned(&mut self, object: Object, pins: &BTreeMap<String, String>) -> bool {
         let key = key_of(&object);
         if self.objects.get(&key) == Some(&object) {
             return false;
         }
         if let Object::Deployment(d) = &object {
-            self.record_revision(d);
+            self.record_revision(d, pins);
         }
         self.objects.insert(key.clone(), object);
         self.dirty.insert((Table::Objects, key));
@@ -186,7 +196,7 @@ impl Cluster {
     /// Makes `d`'s template its newest revision, as Kubernetes numbers them: a template seen
     /// before (an undo, or an older manifest applied again) moves up to the next number. Keeps
     /// `revisionHistoryLimit` revisions besides the newest.
-    fn record_revision(&mut self, d: &Deployment) {
+    fn record_revision(&mut self, d: &Deployment, pins: &BTreeMap<String, String>) {
         let hash = short_hash(&d.spec.template);
         let prefix = format!("{}/{}/", d.metadata.namespace_or_default(), d.metadata.name);
         let revision_key = format!("{prefix}{hash}");
@@ -195,13 +205,26 @@ impl Cluster {
             .last()
             .map_or(0, |r| r.number);
         let change_cause = d.metadata.annotations.get(CHANGE_CAUSE).cloned();
-        let number = match self.revisions.get(&revision_key) {
+        let existing = self.revisions.get(&revision_key);
+        let number = match existing {
             Some(r) if r.number == last && r.change_cause == change_cause => return,
             Some(r) if r.number == last => last,
             _ => last + 1,
         };
+        // Resolved once, when the template is first seen: an undo restates the same digests.
+        let pins = match existing {
+            Some(r) => r.pins.clone(),
+            None => d
+                .spec
+                .template
+                .spec
+                .containers
+                .iter()
+                .filter_map(|c| Some((c.image.clone(), pins.get(&c.image)?.clone())))
+                .collect(),
+        };
         let revision =
-            Revision { number, template_hash: hash, template: d.spec.template.clone(), change_cause };
+            Revision { number, template_hash: hash, template: d.spec.template.clone(), change_cause, pins };
         self.revisions.insert(revision_key.clone(), revision);
         self.dirty.insert((Table::Revisions, revision_key));
         let mut numbered: Vec<(u64, String)> = self
@@ -229,6 +252,11 @@ impl Cluster {
             .collect();
         out.sort_by_key(|r| r.number);
         out
+    }
+
+    /// The revision of a Deployment's template.
+    pub fn revision_of(&self, namespace: &str, deployment: &str, template_hash: &str) -> Option<&Revision> {
+        self.revisions.get(&format!("{namespace}/{deployment}/{template_hash}"))
     }
 
     /// The revision number of a Deployment's template.
@@ -319,6 +347,25 @@ mod tests {
         let kept = numbers(&cluster);
         assert_eq!(kept.len(), 11, "revisionHistoryLimit 10 and the current one: {kept:?}");
         assert_eq!(kept.last(), Some(&(20, "busybox:19".into())));
+    }
+
+    #[test]
+    fn a_revision_keeps_the_digests_it_was_made_with() {
+        let mut cluster = Cluster::default();
+        let pins = |digest: &str| BTreeMap::from([("busybox:1".to_owned(), format!("busybox:1@{digest}"))]);
+        cluster.put_object_pinned(deployment("web", 1, "busybox:1"), &pins("a"));
+        // Scaled: the same template, the same revision and digest, whatever the tag says now.
+        cluster.put_object_pinned(deployment("web", 2, "busybox:1"), &pins("b"));
+        cluster.put_object_pinned(deployment("web", 2, "busybox:2"), &BTreeMap::new());
+        // Back to the first template (an undo): its digest, not the tag's new one.
+        cluster.put_object_pinned(deployment("web", 2, "busybox:1"), &pins("c"));
+        let revisions = cluster.revisions("default", "web");
+        let newest = revisions.last().expect("revisions");
+        assert_eq!(
+            (newest.number, newest.pins.get("busybox:1").map(String::as_str)),
+            (3, Some("busybox:1@a"))
+        );
+        assert!(revisions[0].pins.is_empty(), "busybox:2 was not pinned: {:?}", revisions[0]);
     }
 
     #[test]

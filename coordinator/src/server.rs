@@ -11,13 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::http::StatusCode;
+use bramble_common::Object;
 use bramble_common::identity::short_hash;
 use bramble_common::objects::{DEFAULT_NAMESPACE, Deployment, Kind};
 use bramble_common::wire::{
     self, Action, Channel, DesiredPods, NodeHealth, NodeStatus, ObservedPods, PodAssignment, Request,
     Response, Topics,
 };
-use bramble_common::{Object, parse_manifest_bytes};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::acl::{COORDINATOR_USER, Secrets};
 use crate::api::{self, ApiCall, ApiReply, ApiRequest, status};
 use crate::controller::{self, Change, NodeFacts, Round};
+use crate::images::{Pins, Resolver};
 use crate::model::{CHANGE_CAUSE, Cluster, NodeRecord, PodRecord, key_of, object_key};
 use crate::nodes::{Condition, Nodes};
 use crate::rollout::{Availability, RolloutStatus};
@@ -45,6 +46,10 @@ pub struct Config {
     pub node_grace: Duration,
     pub placement: Placement,
     pub prefix: String,
+    /// Resolve the tags of applied Deployments to digests (`--pin-images`).
+    pub pin_images: bool,
+    /// Registries reached over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
 }
 
 enum Input {
@@ -119,7 +124,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .await
         .with_context(|| format!("http api {}", config.listen))?;
     let (api_tx, mut api_rx) = mpsc::channel::<ApiCall>(256);
-    api::serve(listener, tokens.api.clone(), api_tx);
+    let resolver =
+        config.pin_images.then(|| Resolver { insecure_registries: config.insecure_registries.clone() });
+    api::serve(listener, tokens.api.clone(), api_tx, resolver);
     log(format!("http api listening on {}", config.listen));
     let api_inputs = inputs.clone();
     tokio::spawn(async move {
@@ -671,7 +678,7 @@ impl Coordinator {
     fn answer(&mut self, request: ApiRequest) -> ApiReply {
         let facts = self.facts();
         match request {
-            ApiRequest::Apply { namespace, source, text } => self.apply(&namespace, &source, &text),
+            ApiRequest::Apply { namespace, objects, pins } => self.apply(&namespace, objects, &pins),
             ApiRequest::Pod { namespace, name, container, action, chunks } => {
                 self.pod_request(namespace, name, container, action, chunks)
             }
@@ -798,27 +805,7 @@ impl Coordinator {
 
     /// Applies manifests: each object is created, configured or unchanged, as `kubectl apply`
     /// says. Nothing is applied if any document has an error.
-    fn apply(&mut self, namespace: &str, source: &str, text: &[u8]) -> ApiReply {
-        // `bramble apply` sends each object as the JSON `Object` it decoded and checked; anyone
-        // else may send manifests as text, which go through the same decoder.
-        let objects = match serde_json::from_slice::<Object>(text) {
-            Ok(object) => {
-                let problems = bramble_common::validate::validate(&object);
-                if !problems.is_empty() {
-                    let errors: Vec<String> = problems.iter().map(|p| format!("{source}: {p}")).collect();
-                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
-                }
-                vec![object]
-            }
-            Err(_) => {
-                let manifests = parse_manifest_bytes(source, text);
-                if !manifests.is_ok() {
-                    let errors: Vec<String> = manifests.errors.iter().map(ToString::to_string).collect();
-                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", errors.join("\n"));
-                }
-                manifests.objects.into_iter().map(|item| item.object).collect()
-            }
-        };
+    fn apply(&mut self, namespace: &str, objects: Vec<Object>, pins: &Pins) -> ApiReply {
         let mut results = Vec::new();
         for mut object in objects {
             set_namespace(&mut object, namespace);
@@ -830,7 +817,9 @@ impl Coordinator {
                 applied.spec.paused |= live.spec.paused;
             }
             let existed = live.is_some();
-            let changed = self.cluster.put_object(object.clone());
+            let pinned: BTreeMap<String, String> =
+                pins.iter().filter_map(|(image, pin)| Some((image.clone(), pin.clone().ok()?))).collect();
+            let changed = self.cluster.put_object_pinned(object.clone(), &pinned);
             let result = match (existed, changed) {
                 (false, _) => "created",
                 (true, true) => "configured",
@@ -844,7 +833,17 @@ impl Coordinator {
                 "result": result,
             }));
         }
-        (StatusCode::OK, json!({"kind": "ApplyResult", "apiVersion": "bramble.dev/v1", "items": results}))
+        // An image that could not be pinned runs by its tag: said, not refused.
+        let warnings: Vec<String> = pins
+            .iter()
+            .filter_map(|(image, pin)| {
+                pin.as_ref().err().map(|e| format!("image {image}: not pinned to a digest: {e}"))
+            })
+            .collect();
+        (
+            StatusCode::OK,
+            json!({"kind": "ApplyResult", "apiVersion": "bramble.dev/v1", "items": results, "warnings": warnings}),
+        )
     }
 }
 

@@ -104,12 +104,15 @@ pub struct Options {
     pub node_grace: String,
     /// More arguments.
     pub extra: Vec<String>,
+    /// `--pin-images`: off unless a test runs its own registry, so that no test asks Docker
+    /// Hub for the digest of the busybox it built itself.
+    pub pin_images: bool,
 }
 
 impl Default for Options {
-    /// `bramble coordinator` with its embedded broker and a node grace of 3 s.
+    /// `bramble coordinator` with its embedded broker, a node grace of 3 s, and tags unpinned.
     fn default() -> Options {
-        Options { program: None, broker: None, node_grace: "3s".into(), extra: Vec::new() }
+        Options { program: None, broker: None, node_grace: "3s".into(), extra: Vec::new(), pin_images: false }
     }
 }
 
@@ -177,7 +180,8 @@ impl Coordinator {
             .arg(self.dir.path().join("data"))
             .args(["--listen", &format!("0.0.0.0:{}", self.api_port)])
             .args(["--mqtt-listen", &format!("0.0.0.0:{}", self.mqtt_port)])
-            .args(["--node-grace", &self.options.node_grace]);
+            .args(["--node-grace", &self.options.node_grace])
+            .arg(format!("--pin-images={}", self.options.pin_images));
         if let Some(broker) = &self.options.broker {
             command.args(["--broker", broker]);
         }

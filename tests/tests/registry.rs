@@ -71,26 +71,24 @@ impl Registry {
 
     /// Copies an image into the registry with skopeo (`--all`: every platform).
     fn push(&self, from: &str, name: &str) {
-        let output = run(Command::new("skopeo").args([
+        skopeo(&[
             "copy",
             "--all",
             "--quiet",
             "--dest-tls-verify=false",
             from,
             &format!("docker://{}", self.image(name)),
-        ]));
-        assert!(output.status.success(), "skopeo copy {from}: {:?}", text(&output));
+        ]);
     }
 
     /// A manifest as the registry serves it, and its digest.
     fn manifest(&self, reference: &str) -> (Value, String) {
-        let output = run(Command::new("skopeo").args([
+        let output = skopeo(&[
             "inspect",
             "--raw",
             "--tls-verify=false",
             &format!("docker://{}", self.image(reference)),
-        ]));
-        assert!(output.status.success(), "skopeo inspect {reference}: {:?}", text(&output));
+        ]);
         let digest = {
             use sha2::Digest;
             format!("sha256:{}", hex(&sha2::Sha256::digest(&output.stdout)))
@@ -109,6 +107,13 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `skopeo ARGS`, which must succeed.
+fn skopeo(args: &[&str]) -> std::process::Output {
+    let output = run(Command::new("skopeo").args(args));
+    assert!(output.status.success(), "skopeo {args:?}: {:?}", text(&output));
+    output
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -241,14 +246,13 @@ fn a_pull_cut_off_by_a_registry_restart_resumes_and_shared_layers_stay() {
     let work = tempfile::tempdir().expect("work dir");
     let layout = work.path().join("oci");
     let base = format!("oci:{}:base", layout.display());
-    let copied = run(Command::new("skopeo").args([
+    skopeo(&[
         "copy",
         "--quiet",
         "--src-tls-verify=false",
         &format!("docker://{}", registry.image("busybox:1")),
         &base,
-    ]));
-    assert!(copied.status.success(), "{:?}", text(&copied));
+    ]);
     let big = work.path().join("big");
     let random: Vec<u8> = {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -336,21 +340,29 @@ fn a_pull_cut_off_by_a_registry_restart_resumes_and_shared_layers_stay() {
     assert!(listed.contains(&image("big:1")), "{listed}");
 }
 
-/// Boards pull what the coordinator assigns them: a Deployment of an image in the registry runs
-/// on two boards (its layer was on them already: only the manifests travel), and one whose
-/// image the registry lacks waits in ImagePullBackOff saying why.
+/// Boards pull what the coordinator assigns them, pinned: a Deployment of an image in the
+/// registry runs on two boards by the digest its tag named at apply (its layer was on them
+/// already: only the manifests travel); the tag moves, and replicas added later still run the
+/// pinned digest; an image the registry lacks is applied unpinned with a warning and waits in
+/// ImagePullBackOff saying why.
 #[test]
-fn boards_pull_the_images_of_their_pods() {
+fn boards_pull_the_pinned_images_of_their_pods() {
     require_root();
     require_tool("ip");
     require_tool("nsenter");
+    require_tool("umoci");
     let registry = Registry::start();
     registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
-    let coordinator = Coordinator::start(Options::default());
-    let join = coordinator.secret("join-token");
     let mut boards: Vec<Board> = (41..=42).map(Board::new).collect();
-    // Every board reaches the registry at the host side of the first board's link.
+    // Every board, and the coordinator, reach the registry at the host side of the first
+    // board's link.
     let host = format!("{}:{}", boards[0].netns.host_ip, registry.port);
+    let coordinator = Coordinator::start(Options {
+        pin_images: true,
+        extra: vec!["--insecure-registry".into(), host.clone()],
+        ..Options::default()
+    });
+    let join = coordinator.secret("join-token");
     for board in &mut boards {
         board.extra_args = vec!["--insecure-registry".into(), host.clone()];
         board.start(coordinator.mqtt_port, &join);
@@ -367,13 +379,47 @@ fn boards_pull_the_images_of_their_pods() {
     until(&coordinator, "both replicas Running from the pulled image", 60, || {
         coordinator.running_per_board().filter(|m| m.values().sum::<usize>() == 2 && m.len() == 2)
     });
+    let (_, index_digest) = registry.manifest("busybox:1");
+    let pinned = format!("{host}/busybox:1@{index_digest}");
+    let images = |coordinator: &Coordinator| -> Vec<String> {
+        let pods = coordinator.pods();
+        pods.iter().filter_map(|p| p["spec"]["containers"][0]["image"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(images(&coordinator), [pinned.clone(), pinned.clone()], "the pods run the pinned digest");
     for board in &boards {
         let log = board.log();
-        assert!(
-            log.contains(&format!("pulled image {host}/busybox:1: 0 layers fetched, 1 already stored")),
-            "{log}"
-        );
+        assert!(log.contains(&format!("pulled image {pinned}: 0 layers fetched, 1 already stored")), "{log}");
     }
+
+    // The tag moves to another image; replicas added to the same revision still run the
+    // digest it was applied with.
+    let work = tempfile::tempdir().expect("work dir");
+    let moved = format!("oci:{}:moved", work.path().join("oci").display());
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}", registry.image("busybox:1")),
+        &moved,
+    ]);
+    let changed = run(Command::new("umoci")
+        .args(["config", "--image"])
+        .arg(moved.trim_start_matches("oci:"))
+        .args(["--config.env", "MOVED=1"]));
+    assert!(changed.status.success(), "{:?}", text(&changed));
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        &moved,
+        &format!("docker://{}", registry.image("busybox:1")),
+    ]);
+    assert_ne!(registry.manifest("busybox:1").1, index_digest, "the tag moved");
+    coordinator.bramble(&["scale", "deployment/web", "--replicas", "4"]);
+    until(&coordinator, "4 replicas Running", 60, || {
+        coordinator.running_per_board().filter(|m| m.values().sum::<usize>() == 4)
+    });
+    assert_eq!(images(&coordinator), vec![pinned.clone(); 4], "new replicas run the pinned digest too");
 
     let missing = DEPLOYMENT
         .replace("name: web", "name: missing")
@@ -382,7 +428,11 @@ fn boards_pull_the_images_of_their_pods() {
         .replace("busybox:latest", &format!("{host}/nosuch:1"));
     let manifest = coordinator.dir.path().join("missing.yaml");
     fs::write(&manifest, missing).expect("manifest");
-    coordinator.bramble(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    let applied = run(&mut coordinator
+        .command(&["apply", "-f", manifest.to_str().expect("utf-8 path")], &coordinator.api_token));
+    let (out, err) = text(&applied);
+    assert!(applied.status.success(), "{out}{err}");
+    assert!(err.contains(&format!("Warning: image {host}/nosuch:1: not pinned to a digest")), "{err}");
     let pod = until(&coordinator, "the missing image's pod in ImagePullBackOff", 60, || {
         coordinator.pods().into_iter().find(|p| {
             p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("missing-"))

@@ -293,7 +293,7 @@ impl<'a> Pull<'a> {
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => {
-                    let mut reason = with_causes(&e);
+                    let mut reason = bramble_common::error_chain(&e);
                     if reason.contains("InvalidContentType") {
                         // A TLS hello answered in plain HTTP.
                         let host = &self.wanted.domain;
@@ -388,7 +388,7 @@ impl<'a> Pull<'a> {
             .client
             .pull_blob_stream_partial(&self.reference, desc, offset, None)
             .await
-            .map_err(|e| with_causes(&e))?;
+            .map_err(|e| bramble_common::error_chain(&e))?;
         let (mut stream, append) = match response {
             BlobResponse::Partial(stream) => (stream, offset > 0),
             // The registry sent the whole blob: start the file again.
@@ -493,22 +493,6 @@ fn retryable(error: &oci_client::errors::OciDistributionError) -> bool {
         }
         _ => true,
     }
-}
-
-/// An error with its causes: reqwest's own message hides why a connection failed (TLS,
-/// refused, DNS).
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// rustls needs one crypto provider for the process: ring, pure Rust and assembly, which builds
