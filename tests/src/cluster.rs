@@ -516,6 +516,28 @@ pub fn join_boards(coordinator: &Coordinator, indices: std::ops::RangeInclusive<
     boards
 }
 
+/// A coordinator that pins images to digests and boards numbered `indices` that pull them, all
+/// reaching the registry on `registry_port` of this machine at the host side of the first
+/// board's link, `HOST:PORT` (returned, to name images by); once every board is Ready.
+pub fn join_boards_with_registry(
+    registry_port: u16,
+    indices: std::ops::RangeInclusive<u32>,
+) -> (Coordinator, Vec<Board>, String) {
+    let mut boards: Vec<Board> = indices.map(Board::new).collect();
+    let host = format!("{}:{registry_port}", boards[0].netns.host_ip);
+    let insecure = vec!["--insecure-registry".to_owned(), host.clone()];
+    let coordinator =
+        Coordinator::start(Options { pin_images: true, extra: insecure.clone(), ..Options::default() });
+    let join = coordinator.secret("join-token");
+    for board in &mut boards {
+        board.extra_args = insecure.clone();
+        board.start(coordinator.mqtt_port, &join);
+    }
+    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
+    until_ready(&coordinator, &names, &format!("{} boards Ready", names.len()));
+    (coordinator, boards, host)
+}
+
 pub fn until_ready(coordinator: &Coordinator, names: &[String], what: &str) {
     until(coordinator, what, 40, || {
         let out = coordinator.bramble(&["get", "nodes"]);

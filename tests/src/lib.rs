@@ -2,6 +2,7 @@
 //! real processes.
 
 pub mod cluster;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,120 +5,15 @@
 //! pull cut off by a registry restart, and fetches only the layers it does not have.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bramble_tests::cluster::{
-    Board, Coordinator, DEPLOYMENT, Netns, Options, delete_web_and_check_logs, until, until_ready,
+    Coordinator, DEPLOYMENT, Netns, delete_web_and_check_logs, join_boards_with_registry, until,
 };
-use bramble_tests::{
-    binary, busybox_layout, free_port, require_root, require_tool, run, spawn_logged, text, wait_until,
-};
-use serde_json::Value;
-
-/// A `docker-registry` on a free port (all addresses), its storage in a temp dir; stopped on drop.
-struct Registry {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        require_tool("docker-registry");
-        require_tool("skopeo");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 0.0.0.0:{port}\n",
-            dir.path().join("data").display()
-        );
-        fs::write(dir.path().join("config.yml"), config).expect("registry config");
-        let mut registry = Registry { dir, port, child: None };
-        registry.spawn();
-        registry
-    }
-
-    fn spawn(&mut self) {
-        let log = self.dir.path().join("registry.log");
-        let child = spawn_logged(
-            Command::new("docker-registry").arg("serve").arg(self.dir.path().join("config.yml")),
-            &log,
-        );
-        self.child = Some(child);
-        let port = self.port;
-        wait_until(
-            "the registry answering",
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            || bramble_tests::http_get(port, "/v2/").filter(|a| a.contains(" 200 ")),
-            || fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default(),
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `127.0.0.1:PORT/NAME`.
-    fn image(&self, name: &str) -> String {
-        format!("127.0.0.1:{}/{name}", self.port)
-    }
-
-    /// Copies an image into the registry with skopeo (`--all`: every platform).
-    fn push(&self, from: &str, name: &str) {
-        skopeo(&[
-            "copy",
-            "--all",
-            "--quiet",
-            "--dest-tls-verify=false",
-            from,
-            &format!("docker://{}", self.image(name)),
-        ]);
-    }
-
-    /// A manifest as the registry serves it, and its digest.
-    fn manifest(&self, reference: &str) -> (Value, String) {
-        let output = skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}", self.image(reference)),
-        ]);
-        let digest = {
-            use sha2::Digest;
-            format!("sha256:{}", hex(&sha2::Sha256::digest(&output.stdout)))
-        };
-        (serde_json::from_slice(&output.stdout).expect("a JSON manifest"), digest)
-    }
-
-    /// Where the registry keeps blob `digest`.
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// `skopeo ARGS`, which must succeed.
-fn skopeo(args: &[&str]) -> std::process::Output {
-    let output = run(Command::new("skopeo").args(args));
-    assert!(output.status.success(), "skopeo {args:?}: {:?}", text(&output));
-    output
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use bramble_tests::registry::{Registry, random_bytes, skopeo};
+use bramble_tests::{binary, busybox_layout, require_root, require_tool, run, text, wait_until};
 
 /// This machine's architecture as images name it, and another one the test image has.
 fn architectures() -> (&'static str, &'static str) {
@@ -243,37 +138,7 @@ fn a_pull_cut_off_by_a_registry_restart_resumes_and_shared_layers_stay() {
     let mut registry = Registry::start();
     registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
     // An image of busybox plus a 24 MiB layer of random bytes, by umoci.
-    let work = tempfile::tempdir().expect("work dir");
-    let layout = work.path().join("oci");
-    let base = format!("oci:{}:base", layout.display());
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        &format!("docker://{}", registry.image("busybox:1")),
-        &base,
-    ]);
-    let big = work.path().join("big");
-    let random: Vec<u8> = {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        (0..24 << 20)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 24) as u8
-            })
-            .collect()
-    };
-    fs::write(&big, random).expect("big file");
-    let inserted = run(Command::new("umoci")
-        .args(["insert", "--image"])
-        .arg(format!("{}:base", layout.display()))
-        .args(["--tag", "big"])
-        .arg(&big)
-        .arg("/big"));
-    assert!(inserted.status.success(), "{:?}", text(&inserted));
-    registry.push(&format!("oci:{}:big", layout.display()), "big:1");
+    registry.push_with_file("busybox:1", "big:1", "/big", &random_bytes(24 << 20));
 
     // The board is a network namespace whose link from the registry is held to 40 Mbit/s, so
     // the pull takes seconds and can be cut off halfway.
@@ -353,22 +218,9 @@ fn boards_pull_the_pinned_images_of_their_pods() {
     require_tool("umoci");
     let registry = Registry::start();
     registry.push(&format!("oci:{}:latest", busybox_layout().display()), "busybox:1");
-    let mut boards: Vec<Board> = (41..=42).map(Board::new).collect();
     // Every board, and the coordinator, reach the registry at the host side of the first
     // board's link.
-    let host = format!("{}:{}", boards[0].netns.host_ip, registry.port);
-    let coordinator = Coordinator::start(Options {
-        pin_images: true,
-        extra: vec!["--insecure-registry".into(), host.clone()],
-        ..Options::default()
-    });
-    let join = coordinator.secret("join-token");
-    for board in &mut boards {
-        board.extra_args = vec!["--insecure-registry".into(), host.clone()];
-        board.start(coordinator.mqtt_port, &join);
-    }
-    let names: Vec<String> = boards.iter().map(|b| b.name.clone()).collect();
-    until_ready(&coordinator, &names, "two boards Ready");
+    let (coordinator, boards, host) = join_boards_with_registry(registry.port, 41..=42);
 
     let manifest = coordinator.dir.path().join("web.yaml");
     let deployment = DEPLOYMENT

@@ -753,10 +753,11 @@ impl Daemon {
                 .pull(&reference, &Platform::of_this_build(), &options, &mut report)
                 .map(|pulled| {
                     format!(
-                        "{} layers fetched, {} already stored, {} over the network",
+                        "{} layers fetched, {} already stored, {} over the network ({} bytes)",
                         pulled.layers_fetched,
                         pulled.layers_present,
-                        human_bytes(pulled.bytes_fetched)
+                        human_bytes(pulled.bytes_fetched),
+                        pulled.bytes_fetched
                     )
                 })
                 .map_err(|e| e.to_string());
