@@ -48,7 +48,10 @@ fn deployment(target: &str) -> anyhow::Result<String> {
 pub fn run(client: &Client, command: RolloutCommand, namespace: &str) -> anyhow::Result<ExitCode> {
     let path = |name: &str| Resource::Deployment.object(namespace, name);
     match command {
-        RolloutCommand::Status { target, timeout } => status(client, &path(&deployment(&target)?), timeout),
+        RolloutCommand::Status { target, timeout } => {
+            let name = deployment(&target)?;
+            status(client, &path(&name), &Resource::Pod.collection(Some(namespace)), &name, timeout)
+        }
         RolloutCommand::History { target, revision } => {
             let name = deployment(&target)?;
             let list = client.get(&format!("{}/revisions", path(&name)))?;
@@ -118,22 +121,50 @@ fn progress(d: &Value) -> anyhow::Result<Option<String>> {
     })
 }
 
-fn status(client: &Client, path: &str, timeout: Option<Duration>) -> anyhow::Result<ExitCode> {
+/// Why pods of Deployment `name` wait on their image (`ImagePulling: … 1 of 2 layers, 3.0Mi`,
+/// `ImagePullBackOff: …`), as the boards report it.
+fn pulls(pods: &Value, name: &str) -> Vec<String> {
+    pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["metadata"]["ownerReferences"].as_array().is_some_and(|o| o.iter().any(|o| o["name"] == name))
+        })
+        .filter(|p| p["status"]["reason"].as_str().is_some_and(|r| r.starts_with("ImagePull")))
+        .map(|p| {
+            let (pod, status) = (&p["metadata"]["name"], &p["status"]);
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            format!("  pod {}: {}: {}", text(pod), text(&status["reason"]), text(&status["message"]))
+        })
+        .collect()
+}
+
+fn status(
+    client: &Client,
+    path: &str,
+    pods_path: &str,
+    name: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let mut last = String::new();
+    let (mut last, mut last_pulls) = (String::new(), Vec::new());
     loop {
         let d = client.get(path)?;
         let Some(message) = progress(&d)? else {
-            println!(
-                "deployment {:?} successfully rolled out",
-                d["metadata"]["name"].as_str().unwrap_or_default()
-            );
+            println!("deployment {name:?} successfully rolled out");
             return Ok(ExitCode::SUCCESS);
         };
         if message != last {
             println!("{message}");
             last = message;
         }
+        // Where image pulls stand, while the boards pull.
+        let pulling = pulls(&client.get(pods_path)?, name);
+        for line in pulling.iter().filter(|l| !last_pulls.contains(*l)) {
+            println!("{line}");
+        }
+        last_pulls = pulling;
         if timeout.is_some_and(|t| started.elapsed() >= t) {
             bail!("timed out waiting for the rollout to finish");
         }
@@ -149,6 +180,20 @@ mod tests {
         json!({"metadata": {"name": "web"}, "spec": {"replicas": wanted},
             "status": {"replicas": total, "updatedReplicas": updated, "availableReplicas": available,
                 "conditions": [{"type": "Progressing", "reason": reason}]}})
+    }
+
+    #[test]
+    fn pulls_of_the_deployments_pods_are_shown() {
+        let pods = json!({"items": [
+            {"metadata": {"name": "web-a", "ownerReferences": [{"name": "web"}]},
+             "status": {"reason": "ImagePulling", "message": "container c: pulling image x: 1 of 2 layers, 3.0Mi"}},
+            {"metadata": {"name": "web-b", "ownerReferences": [{"name": "web"}]}, "status": {"phase": "Running"}},
+            {"metadata": {"name": "db-a", "ownerReferences": [{"name": "db"}]}, "status": {"reason": "ImagePullBackOff"}},
+        ]});
+        assert_eq!(
+            pulls(&pods, "web"),
+            ["  pod web-a: ImagePulling: container c: pulling image x: 1 of 2 layers, 3.0Mi"]
+        );
     }
 
     #[test]
