@@ -7,6 +7,7 @@ use bramble_common::platform::Platform;
 use clap::Subcommand;
 
 use crate::image::{ImageRecord, ImageStore, Progress, PullOptions};
+use crate::status::human_bytes;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -58,7 +59,12 @@ pub fn run(state_dir: &Path, command: ImageCommand) -> ExitCode {
                 // A line per layer and per 8 MiB, not per chunk.
                 let shown = (p.layers_done, p.bytes >> 23);
                 if shown != last_shown {
-                    eprintln!("pulling {image}: {} of {} layers, {}", p.layers_done, p.layers, mib(p.bytes));
+                    eprintln!(
+                        "pulling {image}: {} of {} layers, {}",
+                        p.layers_done,
+                        p.layers,
+                        human_bytes(p.bytes)
+                    );
                     last_shown = shown;
                 }
             };
@@ -66,13 +72,14 @@ pub fn run(state_dir: &Path, command: ImageCommand) -> ExitCode {
             let pulled = store.pull(&image, &platform, &options, &mut report)?;
             let record = &pulled.record;
             println!(
-                "pulled {} ({}, {} layers: {} fetched, {} already stored; {} over the network, {})",
+                "pulled {} ({}, {} layers: {} fetched, {} already stored; {} ({} bytes) over the network, {})",
                 record.name,
                 record.platform,
                 record.layers.len(),
                 pulled.layers_fetched,
                 pulled.layers_present,
-                mib(pulled.bytes_fetched),
+                human_bytes(pulled.bytes_fetched),
+                pulled.bytes_fetched,
                 short(&identity(record))
             );
             Ok(())
@@ -122,10 +129,6 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
         }
         _ => Err(format!("{text:?}: expected OS/ARCH[/VARIANT], e.g. linux/arm64 or linux/arm/v7")),
     }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn short(digest: &str) -> String {

@@ -71,11 +71,11 @@ impl Requests {
         }
         let mut answer = Answer { id: request.id.clone(), seq: 0, reply };
         if active.contains_key(&request.id) {
-            answer.fail(format!("request {} is already running", request.id));
+            refuse(answer, format!("request {} is already running", request.id));
             return;
         }
         if active.len() >= MAX_ACTIVE {
-            answer.fail(format!("board busy: {MAX_ACTIVE} requests already running"));
+            refuse(answer, format!("board busy: {MAX_ACTIVE} requests already running"));
             return;
         }
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -129,6 +129,15 @@ impl Answer {
     }
 }
 
+/// Answers `error` from a thread of its own: the caller is the MQTT session's thread, which must
+/// never wait for room in its own queue.
+fn refuse(mut answer: Answer, error: String) {
+    let spawned = std::thread::Builder::new().name("request".into()).spawn(move || answer.fail(error));
+    if let Err(e) = spawned {
+        log(format!("cannot answer a request: {e}"));
+    }
+}
+
 fn serve(board: &Board, request: Request, answer: &mut Answer, cancelled: &AtomicBool) {
     let store = PodStore::new(&board.state_dir);
     let located = locate(&store, &request.namespace, &request.pod, request.container.as_deref());
@@ -136,6 +145,11 @@ fn serve(board: &Board, request: Request, answer: &mut Answer, cancelled: &Atomi
         Ok(found) => found,
         Err(e) => return answer.fail(e),
     };
+    // A first, empty chunk: the container is found, so the coordinator's wait for the board's
+    // answer ends even if the container says nothing for a long while.
+    if !answer.send(Response::default()) {
+        return;
+    }
     let id = container_id(&record.uid, &container);
     let result = match request.action {
         Action::Logs { tail, follow: keep_following } => {
@@ -199,7 +213,11 @@ fn exec(
         match poll(&mut fds, PollTimeout::from(200u16)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(e) => return Err(format!("exec: poll: {e}")),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("exec: poll: {e}"));
+            }
         }
         let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(true)).collect();
         drop(fds);
@@ -220,7 +238,17 @@ fn exec(
     if lost {
         let _ = child.kill();
     }
-    let status = child.wait().map_err(|e| format!("exec: waiting for the command: {e}"))?;
+    // The command may run on with its outputs closed: a cancel still ends it.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if cancelled.load(Ordering::Relaxed) => {
+                let _ = child.kill();
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => return Err(format!("exec: waiting for the command: {e}")),
+        }
+    };
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9)))
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::get::{age, to_yaml, unix_now};
+use crate::get::{age, s, to_yaml, unix_now};
 use crate::resource::Resource;
 
 pub fn run(client: &Client, resource: Resource, name: &str, namespace: &str) -> anyhow::Result<ExitCode> {
@@ -33,14 +33,6 @@ pub fn run(client: &Client, resource: Resource, name: &str, namespace: &str) -> 
 
 fn items(list: &Value) -> &[Value] {
     list["items"].as_array().map(Vec::as_slice).unwrap_or_default()
-}
-
-fn s(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }
 
 /// `key=value` pairs of a map, comma-separated, or `<none>`.

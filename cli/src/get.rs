@@ -58,7 +58,8 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-fn s(value: &Value) -> String {
+/// A JSON value as a table cell: strings without quotes, nothing for null.
+pub(crate) fn s(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),

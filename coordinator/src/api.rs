@@ -324,7 +324,15 @@ async fn on_board(
         let mut rx = rx?;
         let chunk = match pending {
             Some(chunk) => chunk,
-            None => rx.recv().await?,
+            // The loop let go of the request before its last chunk: say so, not a clean end.
+            None => rx.recv().await.unwrap_or_else(|| Chunk {
+                done: true,
+                error: Some(
+                    "the answer was cut off: the client read more slowly than the board wrote, or the board went away"
+                        .to_owned(),
+                ),
+                ..Chunk::default()
+            }),
         };
         let bytes = match streamed {
             Streamed::Text => match &chunk.error {

@@ -235,9 +235,20 @@ impl Cluster {
             .collect();
         numbered.sort();
         let keep = d.spec.revision_history_limit as usize + 1;
+        let namespace = d.metadata.namespace_or_default();
         for (_, key) in numbered.iter().take(numbered.len().saturating_sub(keep)) {
-            self.revisions.remove(key);
-            self.dirty.insert((Table::Revisions, key.clone()));
+            // A revision whose pods still run (a rollout under way) stays, as Kubernetes keeps a
+            // ReplicaSet with replicas: an undo must find it.
+            let hash = key.rsplit('/').next().unwrap_or_default();
+            let running = self.pods.values().any(|p| {
+                p.namespace == namespace
+                    && p.owner.as_deref() == Some(d.metadata.name.as_str())
+                    && p.template_hash.as_deref() == Some(hash)
+            });
+            if !running {
+                self.revisions.remove(key);
+                self.dirty.insert((Table::Revisions, key.clone()));
+            }
         }
     }
 
@@ -261,7 +272,7 @@ impl Cluster {
 
     /// The revision number of a Deployment's template.
     pub fn revision(&self, namespace: &str, deployment: &str, template_hash: &str) -> Option<u64> {
-        self.revisions.get(&format!("{namespace}/{deployment}/{template_hash}")).map(|r| r.number)
+        self.revision_of(namespace, deployment, template_hash).map(|r| r.number)
     }
 
     pub fn pods(&self) -> impl Iterator<Item = &PodRecord> {

@@ -147,8 +147,8 @@ pub fn step(
     budget -= delete.len();
     let all_available = new.iter().filter(|p| available(p)).count() + old_available.len();
     let may_lose = all_available.saturating_sub(min_available).min(budget);
-    // Of the available old pods the youngest go first, as Kubernetes removes those ready the
-    // shortest; ties by name for a stable order.
+    // Of the available old pods the most recently made go first (Kubernetes also prefers the
+    // youngest); ties by name for a stable order.
     let mut candidates = old_available;
     candidates.sort_by_key(|p| (std::cmp::Reverse(p.created), std::cmp::Reverse(p.name.clone())));
     delete.extend(candidates.iter().take(may_lose).map(|p| p.key()));

@@ -359,7 +359,10 @@ impl Coordinator {
                 response.id, pending.next_seq, response.seq
             ));
         }
-        pending.next_seq = response.seq + 1;
+        let Some(next) = response.seq.checked_add(1) else {
+            return Err(format!("response to request {}: seq {} is out of range", response.id, response.seq));
+        };
+        pending.next_seq = next;
         let (id, done) = (response.id.clone(), response.done);
         if pending.chunks.try_send(response).is_err() {
             // The client is gone, or reads so slowly that 64 chunks wait: stop the board's work.

@@ -1,7 +1,7 @@
 //! Pulling an image from an OCI or Docker registry with `oci-client` (HTTPS; plain HTTP only
 //! for registries named insecure). Only the board's platform is fetched from a multi-arch
 //! index; layers the store already has are not fetched again. Each blob streams into
-//! `images/pulls/<repository>/blobs/` as a `.partial` file, hashed as it comes: a pull cut off
+//! `images/pulls/<reference>/blobs/` as a `.partial` file, hashed as it comes: a pull cut off
 //! resumes where it stopped (an HTTP range request), a blob whose sha256 is not its digest is
 //! thrown away, and failed requests are retried with backoff. What was fetched is then
 //! imported as an OCI layout, so a pull publishes its image atomically like any import.
@@ -127,7 +127,11 @@ impl ImageStore {
             .map_err(|e| registry_error(reference, format!("cannot start the network runtime: {e}")))?;
         let pull = Pull::new(self, &wanted, options)?;
         let layout = pull.layout.clone();
-        let result = runtime.block_on(pull.run(board, progress));
+        // Every error names the image it was pulling.
+        let result = runtime.block_on(pull.run(board, progress)).map_err(|e| match e {
+            ImageError::Registry { .. } => e,
+            other => registry_error(reference, other.to_string()),
+        });
         if result.is_err() && !has_partial_blob(&layout) {
             // Nothing to resume from: leave no trace.
             let _ = fs::remove_dir_all(&layout);
@@ -187,8 +191,9 @@ impl<'a> Pull<'a> {
             Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        let layout =
-            store.root.join("pulls").join(&hex(&Sha256::digest(wanted.repository().as_bytes()))[..16]);
+        // One folder per reference: a pull of another tag of the same repository at the same
+        // time has its own, and a pull of this reference cut off resumes from it.
+        let layout = store.root.join("pulls").join(&hex(&Sha256::digest(shown.as_bytes()))[..16]);
         let blobs = layout.join("blobs/sha256");
         fs::create_dir_all(&blobs).map_err(ImageError::io(&blobs))?;
         Ok(Pull {
