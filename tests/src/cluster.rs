@@ -58,7 +58,10 @@ impl Netns {
         let name = format!("brm{pid}-{index}");
         let (host_if, board_if) =
             (format!("bh{}{index}", pid % 100_000), format!("bb{}{index}", pid % 100_000));
-        let (x, y) = (200 + pid % 50, (pid / 50 % 25) * 10 + index);
+        // 10.X.Y.0/24 from the process id and the index (below 64), so that runs side by side
+        // do not meet; every octet stays below 256 whatever the pid.
+        assert!(index < 64, "board index {index}: indices go up to 63");
+        let (x, y) = (100 + pid % 100, (pid / 100 % 4) * 64 + index);
         let host_ip = format!("10.{x}.{y}.1");
         let board_ip = format!("10.{x}.{y}.2");
         let netns = Netns {
