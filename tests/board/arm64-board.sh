@@ -121,7 +121,10 @@ cgroup() { sed -n "s/^BOARD-CGROUP $1=//p" "$console.txt"; }
 [ "$(cgroup cpu.max)" = "25000 100000" ] || fail "limits: cpu.max is '$(cgroup cpu.max)', want '25000 100000' (250m)"
 [ "$(cgroup memory.max)" = "33554432" ] || fail "limits: memory.max is '$(cgroup memory.max)', want 33554432 (32Mi)"
 [ "$(cgroup pids.max)" = "1024" ] || fail "limits: pids.max is '$(cgroup pids.max)', want 1024 (the pod default)"
-sed -n '/^BOARD-STATUS-BEGIN$/,/^BOARD-STATUS-END$/p' "$console.txt" | sed '1d;$d' >"$work/status.json"
+# The kernel writes to the same console (an OOM kill's report may land inside the status): its
+# lines, "[    5.874455] …", are not the agent's.
+sed -n '/^BOARD-STATUS-BEGIN$/,/^BOARD-STATUS-END$/p' "$console.txt" | sed '1d;$d' \
+  | grep -Ev '^\[ *[0-9]+\.[0-9]+\] ' >"$work/status.json"
 jq -e . "$work/status.json" >/dev/null || fail "the board's status is not JSON"
 pod() { jq -c --arg name "$1" '.pods[] | select(.name == $name) | .containers[0]' "$work/status.json"; }
 
